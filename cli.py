@@ -1,0 +1,133 @@
+#!/usr/bin/env python
+"""Train a reference Keras 3 model for a task on TensorFlow or JAX.
+
+  python cli.py tasks
+  python cli.py fit --task classification [--backend jax] [--set model=resnet]
+  python cli.py evaluate --task classification --run-dir tensorboard_logs/classification/<run>
+  python cli.py predict --task classification --run-dir <run> image1.png image2.jpg
+  python cli.py tensorboard
+
+This file only parses arguments: it sets KERAS_BACKEND before anything imports keras.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import traceback
+from pathlib import Path
+
+from errors import UserError
+
+BACKENDS = ("tensorflow", "jax")
+LOG_ROOT = "tensorboard_logs"
+
+EPILOG = """examples:
+  python cli.py fit --task classification                      # embedded default data, TensorFlow
+  python cli.py fit --task classification --backend jax --set model=resnet --epochs 5
+  python cli.py fit --task classification --data tfds:mnist --preset small
+  python cli.py fit --task classification --data path/to/class_folders
+  python cli.py fit --resume tensorboard_logs/classification/20261124-101500-tensorflow
+"""
+
+
+def _common(p: argparse.ArgumentParser, top: bool = False) -> None:
+    """--backend/--debug work before or after the subcommand; a subcommand never resets them."""
+    p.add_argument("--backend", choices=BACKENDS, default=None if top else argparse.SUPPRESS,
+                   help="tensorflow or jax (default: $KERAS_BACKEND, else tensorflow). Example: --backend jax")
+    p.add_argument("--debug", action="store_true", default=False if top else argparse.SUPPRESS,
+                   help="show full tracebacks for errors")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="cli.py", description=__doc__.split("\n\n")[0], epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    _common(parser, top=True)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    p = sub.add_parser("tasks", help="list registered tasks: default data, model, metrics, presets")
+    _common(p)
+    p.add_argument("--task", help="also list every config key of this task. Example: --task classification")
+
+    p = sub.add_parser("fit", help="train a task", epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    _common(p)
+    p.add_argument("--task", help="task name (see `cli.py tasks`). Example: --task classification")
+    p.add_argument("--data", help="embedded (default) | tfds:NAME | a path. Example: --data tfds:mnist")
+    p.add_argument("--epochs", type=int, help="number of epochs. Example: --epochs 5")
+    p.add_argument("--batch-size", type=int, help="examples per step. Example: --batch-size 128")
+    p.add_argument("--preset", help="named config preset of the task (e.g. debug, small). Example: --preset debug")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config key (Python literal; repeatable). Example: --set model=resnet --set learning_rate=1e-3")
+    p.add_argument("--no-jit", action="store_true", help="do not XLA-compile the train step (for comparison)")
+    p.add_argument("--seed", type=int, help="random seed for data order, augmentation and init. Example: --seed 1")
+    p.add_argument("--run-dir", help="where to write the run (default: tensorboard_logs/<task>/<time>-<backend>)")
+    p.add_argument("--log-root", default=LOG_ROOT, help="root of default run directories (default: tensorboard_logs)")
+    p.add_argument("--resume", metavar="RUN_DIR", help="continue a killed run from its last checkpoint, same config and backend")
+    p.add_argument("--init-weights", metavar="FILE", help="start from these weights (a .weights.h5 of the same model)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar (one line per epoch)")
+
+    p = sub.add_parser("evaluate", help="evaluate a run's checkpoint on a split")
+    _common(p)
+    p.add_argument("--run-dir", required=True, help="a run directory written by fit")
+    p.add_argument("--task", help="task name (default: read from the run)")
+    p.add_argument("--split", default="validation", choices=("validation", "train"), help="which split (default validation)")
+    p.add_argument("--checkpoint", default="final", choices=("final", "best", "last"),
+                   help="final model.keras, best or last checkpoint (default final)")
+    p.add_argument("--data", help="evaluate on other data than the run's (same format as fit --data)")
+
+    p = sub.add_parser("predict", help="task outputs for given inputs (files, or text for text tasks)")
+    _common(p)
+    p.add_argument("--run-dir", required=True, help="a run directory written by fit")
+    p.add_argument("--task", help="task name (default: read from the run)")
+    p.add_argument("--out", help="output folder (default: RUN_DIR/predictions)")
+    p.add_argument("--checkpoint", default="final", choices=("final", "best", "last"))
+    p.add_argument("inputs", nargs="+", help="input files (images) or strings, per task")
+
+    p = sub.add_parser("tensorboard", help="start TensorBoard on the log root and print its URL")
+    _common(p)
+    p.add_argument("--logdir", default=LOG_ROOT, help="log root (default: tensorboard_logs)")
+    p.add_argument("--port", type=int, default=6006)
+    p.add_argument("--host", default="localhost")
+
+    return parser
+
+
+def _run_backend(args) -> str:
+    """The backend to run: --backend, else the resumed/evaluated run's, else $KERAS_BACKEND."""
+    saved = None
+    run_dir = getattr(args, "resume", None) or (getattr(args, "run_dir", None) if args.command in ("evaluate", "predict") else None)
+    if run_dir and (Path(run_dir) / "config.json").is_file():
+        try:
+            saved = json.loads((Path(run_dir) / "config.json").read_text()).get("backend")
+        except json.JSONDecodeError:
+            saved = None
+    if args.command == "fit" and args.resume and saved and args.backend and args.backend != saved:
+        raise UserError(f"--backend {args.backend}: the run in {args.resume} was trained on {saved}; resume it on {saved}")
+    return args.backend or (saved if args.command == "fit" and args.resume else None) or \
+        os.environ.get("KERAS_BACKEND") or "tensorflow"
+
+
+def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    args = build_parser().parse_args(argv)
+    try:
+        from training.backend import select_backend
+
+        select_backend(_run_backend(args))
+        from training import commands  # imports keras: only after the backend is set
+
+        return commands.COMMANDS[args.command](args)
+    except Exception as exc:  # noqa: BLE001  (one line for the user's errors, traceback for ours)
+        code = getattr(exc, "exit_code", None)
+        if code is None or args.debug:
+            traceback.print_exc()
+            return code or 1
+        print(f"error: {exc}", file=sys.stderr)
+        return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,3 @@
+"""Task modules register themselves on import; add a new task by adding its module here."""
+
+from tasks import classification  # noqa: F401

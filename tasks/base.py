@@ -1,0 +1,222 @@
+"""The Task registry and the typed configs every task shares.
+
+A Task binds a config class, data, model, loss, metrics and optional hooks under one unique
+name; the CLI and the training loop only ever talk to this interface, never to task names.
+"""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from typing import Any, Callable, Optional
+
+from errors import UserError
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Knobs every task has. Task configs subclass this and add their own fields."""
+
+    data: str = field(default="embedded", metadata={"help": "embedded | tfds:NAME | a path"})
+    epochs: int = field(default=10, metadata={"help": "passes over the training set"})
+    batch_size: int = field(default=64, metadata={"help": "examples per step"})
+    learning_rate: float = field(default=1e-3, metadata={"help": "peak learning rate"})
+    weight_decay: float = field(default=1e-4, metadata={"help": "AdamW weight decay"})
+    warmup_steps: int = field(default=0, metadata={"help": "linear warm-up steps before cosine decay"})
+    seed: int = field(default=0, metadata={"help": "seeds data order, augmentation and init"})
+    jit_compile: bool = field(default=True, metadata={"help": "XLA-compile the train step"})
+    model: str = field(default="", metadata={"help": "model variant (see the task's choices)"})
+    log_every_steps: int = field(default=20, metadata={"help": "TensorBoard step scalars every N steps"})
+    max_train_examples: int = field(default=0, metadata={"help": "cap on training examples (0 = all)"})
+    max_val_examples: int = field(default=0, metadata={"help": "cap on validation examples (0 = all)"})
+    checkpoint_every_steps: int = field(default=0, metadata={"help": "extra checkpoint every N steps (0 = per epoch only)"})
+    keep_checkpoints: int = field(default=2, metadata={"help": "how many recent epoch checkpoints to keep"})
+    best_metric: str = field(default="", metadata={"help": "validation metric that picks the best checkpoint ('' = task default)"})
+    prestage: bool = field(default=False, metadata={"help": "build all training batches in memory first (shows what the input pipeline costs)"})
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True)
+class Task:
+    """One trainable task. Hooks receive the resolved config and the dataset's `DataInfo`."""
+
+    name: str
+    description: str
+    config_cls: type
+    build_datasets: Callable[[Any], Any]  # cfg -> pipelines.Data
+    build_model: Callable[[Any, Any], Any]  # (cfg, info) -> keras.Model
+    loss: Callable[[Any, Any], Any]  # (cfg, info) -> keras loss (or None for custom steps)
+    metrics: Callable[[Any, Any], list]  # (cfg, info) -> list of keras metrics
+    default_data: str = "generated"
+    presets: dict = field(default_factory=dict)
+    # Optional hooks.
+    visualize: Optional[Callable] = None  # (model, batch, info, cfg) -> {name: image array | str | float}
+    predict_outputs: Optional[Callable] = None  # (model, paths, out_dir, cfg, info) -> list[dict]
+    extra_callbacks: Optional[Callable] = None  # (cfg, data, run_dir) -> list[keras.callbacks.Callback]
+    # (model, cfg, info, optimizer) -> None: compile a model whose compile() differs (e.g. a GAN).
+    compile: Optional[Callable] = None
+    best_metric: str = "val_loss"  # default metric for the best checkpoint ("val_loss" minimised)
+
+
+_REGISTRY: dict[str, Task] = {}
+
+
+def register(task: Task) -> Task:
+    if task.name in _REGISTRY:
+        raise ValueError(f"task {task.name!r} is already registered")
+    _REGISTRY[task.name] = task
+    return task
+
+
+def get_task(name: str) -> Task:
+    import tasks  # noqa: F401  (imports every task module so they register)
+
+    if name not in _REGISTRY:
+        raise UserError(f"unknown task {name!r}; valid tasks: {', '.join(sorted(_REGISTRY))}")
+    return _REGISTRY[name]
+
+
+def all_tasks() -> list[Task]:
+    import tasks  # noqa: F401
+
+    return [_REGISTRY[n] for n in sorted(_REGISTRY)]
+
+
+# --- config resolution: defaults -> preset -> flags -> --set key=value -------------------------
+
+
+def config_fields(cfg_cls) -> dict[str, dataclasses.Field]:
+    return {f.name: f for f in dataclasses.fields(cfg_cls)}
+
+
+def _type_name(tp) -> str:
+    if isinstance(tp, type):
+        return tp.__name__
+    return str(tp).replace("typing.", "")
+
+
+def coerce_value(key: str, raw: Any, tp, choices=None):
+    """Check (and gently convert) one config value against its declared type."""
+    value = raw
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        inner = [a for a in args if a is not type(None)]
+        return coerce_value(key, raw, inner[0], choices)
+    if tp is bool:
+        if isinstance(value, str) and value.lower() in ("true", "false", "on", "off", "yes", "no"):
+            value = value.lower() in ("true", "on", "yes")
+        if not isinstance(value, bool):
+            raise UserError(f"--set {key}={raw!r}: expected bool (true/false), got {type(raw).__name__}")
+    elif tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise UserError(f"--set {key}={raw!r}: expected int, got {type(raw).__name__}")
+    elif tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise UserError(f"--set {key}={raw!r}: expected float, got {type(raw).__name__}")
+        value = float(value)
+    elif tp is str:
+        if not isinstance(value, str):
+            value = str(value)
+    elif origin is tuple:
+        if isinstance(value, list):
+            value = tuple(value)
+        if isinstance(value, str):
+            value = tuple(v.strip() for v in value.split(",") if v.strip())
+        if not isinstance(value, tuple):
+            raise UserError(f"--set {key}={raw!r}: expected {_type_name(tp)}, got {type(raw).__name__}")
+        elem = args[0] if args else None
+        if elem is not None and elem is not Ellipsis:
+            value = tuple(coerce_value(key, v, elem) for v in value)
+    elif origin is dict or tp is dict:
+        if not isinstance(value, dict):
+            raise UserError(f"--set {key}={raw!r}: expected dict, got {type(raw).__name__}")
+    if choices and value not in choices:
+        raise UserError(f"--set {key}={raw!r}: expected one of {', '.join(map(str, choices))}")
+    return value
+
+
+def parse_set_value(text: str):
+    """`--set` values are Python literals; a bare word is taken as a string."""
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return text
+
+
+def parse_overrides(pairs: list[str]) -> dict:
+    out = {}
+    for pair in pairs:
+        if "=" not in pair:
+            raise UserError(f"--set {pair!r}: expected key=value")
+        key, text = pair.split("=", 1)
+        out[key.strip()] = parse_set_value(text.strip())
+    return out
+
+
+def apply_overrides(cfg, overrides: dict, source: str = "--set"):
+    fields = config_fields(type(cfg))
+    hints = typing.get_type_hints(type(cfg))
+    changes = {}
+    for key, raw in overrides.items():
+        if key not in fields:
+            raise UserError(
+                f"{source}: unknown config key {key!r}; valid keys: {', '.join(sorted(fields))}"
+            )
+        choices = fields[key].metadata.get("choices")
+        changes[key] = coerce_value(key, raw, hints[key], choices)
+    cfg = dataclasses.replace(cfg, **changes)
+    validate(cfg)
+    return cfg
+
+
+def validate(cfg) -> None:
+    for key in ("epochs", "batch_size"):
+        if getattr(cfg, key) < 1:
+            raise UserError(f"--set {key}={getattr(cfg, key)}: expected a positive int")
+    if cfg.learning_rate <= 0:
+        raise UserError(f"--set learning_rate={cfg.learning_rate}: expected a positive float")
+
+
+def resolve_config(task: Task, preset: Optional[str] = None, flags: Optional[dict] = None,
+                   sets: Optional[list[str]] = None):
+    """Defaults -> preset -> CLI flags -> --set overrides, each validated."""
+    cfg = task.config_cls()
+    if cfg.model == "" and "model" in config_fields(task.config_cls):
+        choices = config_fields(task.config_cls)["model"].metadata.get("choices")
+        if choices:
+            cfg = dataclasses.replace(cfg, model=choices[0])
+    if preset:
+        if preset not in task.presets:
+            valid = ", ".join(sorted(task.presets)) or "none"
+            raise UserError(f"--preset {preset!r}: unknown preset for task {task.name!r}; valid presets: {valid}")
+        cfg = apply_overrides(cfg, task.presets[preset], source=f"preset {preset!r}")
+    if flags:
+        cfg = apply_overrides(cfg, {k: v for k, v in flags.items() if v is not None}, source="flag")
+    if sets:
+        cfg = apply_overrides(cfg, parse_overrides(sets))
+    return cfg
+
+
+def config_from_dict(task: Task, values: dict):
+    """Rebuild a saved config (config.json) with the same type checks as --set."""
+    return apply_overrides(task.config_cls(), values, source="config.json")
+
+
+def describe_config(cfg_cls) -> list[tuple[str, str, Any, str]]:
+    hints = typing.get_type_hints(cfg_cls)
+    rows = []
+    for f in dataclasses.fields(cfg_cls):
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+        helptext = f.metadata.get("help", "")
+        if f.metadata.get("choices"):
+            helptext += f" (choices: {', '.join(f.metadata['choices'])})"
+        rows.append((f.name, _type_name(hints[f.name]), default, helptext))
+    return rows

@@ -1,0 +1,59 @@
+"""Test setup: pick the backend from KERAS_BACKEND before anything imports keras.
+
+The whole suite runs once per backend (KERAS_BACKEND=tensorflow, then jax), as Keras's CI does.
+"""
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+SHARED_DATA = ROOT.parent / "shared" / "data"
+
+from training.backend import default_backend, select_backend  # noqa: E402  (imports no keras)
+
+BACKEND = select_backend(default_backend())
+
+
+def pytest_report_header(config):
+    return f"keras backend: {BACKEND}"
+
+
+@pytest.fixture
+def backend():
+    return BACKEND
+
+
+def shared_data(name: str) -> Path:
+    """A folder of ../shared/data, or skip the test with the reason."""
+    path = SHARED_DATA / name
+    if not path.exists():
+        pytest.skip(f"{path} is absent (real sample data lives in ../shared/data on developer machines and CI)")
+    return path
+
+
+@pytest.fixture
+def cli(tmp_path, monkeypatch):
+    """Run cli.main in-process (same backend) from a temporary working directory."""
+    import cli as cli_module
+
+    monkeypatch.chdir(tmp_path)
+
+    def run(*argv):
+        return cli_module.main([str(a) for a in argv])
+
+    return run
+
+
+def run_cli_subprocess(*argv, backend=None, timeout=300, cwd=None, env=None):
+    """cli.py in a fresh interpreter: for what must happen before keras is imported."""
+    import subprocess
+
+    full_env = dict(os.environ, **(env or {}))
+    if backend is not None:
+        full_env["KERAS_BACKEND"] = backend
+    return subprocess.run([sys.executable, str(ROOT / "cli.py"), *map(str, argv)], capture_output=True,
+                          text=True, timeout=timeout, cwd=cwd or ROOT, env=full_env)

@@ -1,0 +1,1 @@
+"""The one fit / evaluate / predict path, its callbacks, and backend selection."""

@@ -1,0 +1,219 @@
+"""Callbacks of the one fit path: timing, TensorBoard, checkpoints, NaN and signal guards."""
+
+from __future__ import annotations
+
+import math
+import signal
+import statistics
+import time
+from pathlib import Path
+
+import keras
+import numpy as np
+
+from training import rundir
+
+
+def current_learning_rate(optimizer) -> float:
+    return float(keras.ops.convert_to_numpy(optimizer.learning_rate))
+
+
+class StepTimer(keras.callbacks.Callback):
+    """Times training steps by wall clock between consecutive batch ends (logs are synced).
+
+    The first step of the run includes tracing and XLA compilation and is reported alone as
+    `compile_s`; the first step of every later epoch follows validation and is skipped. The
+    median of the rest is `step_s`: a full step including waiting for input data.
+    """
+
+    def __init__(self, batch_size: int):
+        super().__init__()
+        self.batch_size = batch_size
+        self.step_times: list[float] = []
+        self.compile_s: float | None = None
+        self.first_loss: float | None = None
+        self._last: float | None = None
+        self._train_start: float | None = None
+
+    def on_train_begin(self, logs=None):
+        self._train_start = time.perf_counter()
+        self._wall_start = self._wall_start if hasattr(self, "_wall_start") else self._train_start
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._last = None
+
+    def on_train_batch_end(self, batch, logs=None):
+        now = time.perf_counter()
+        if self.compile_s is None:
+            self.compile_s = now - self._train_start
+            self.first_loss = float((logs or {}).get("loss", float("nan")))
+        elif self._last is not None:
+            self.step_times.append(now - self._last)
+        self._last = now
+
+    @property
+    def recent_examples_per_s(self) -> float:
+        recent = self.step_times[-20:]
+        return self.batch_size / statistics.median(recent) if recent else float("nan")
+
+    def summary(self) -> dict:
+        times = self.step_times
+        out = {"compile_s": self.compile_s, "steps_timed": len(times),
+               "wall_s": time.perf_counter() - self._wall_start if self._train_start else None}
+        if times:
+            step = statistics.median(times)
+            out.update(step_s=step, step_s_p10=float(np.percentile(times, 10)),
+                       step_s_p90=float(np.percentile(times, 90)), examples_per_s=self.batch_size / step)
+        else:
+            out.update(step_s=None, step_s_p10=None, step_s_p90=None, examples_per_s=None)
+        return out
+
+
+class TensorBoardLogger(keras.callbacks.Callback):
+    """Scalars every N steps and every epoch, HParams once, task pictures every epoch."""
+
+    def __init__(self, log_dir: Path, *, every_steps: int, timer: StepTimer, hparams: dict,
+                 visualize=None, steps_per_epoch: int = 1):
+        super().__init__()
+        from training import summaries
+
+        self.s = summaries.Writers(log_dir)
+        self.every = max(1, every_steps)
+        self.timer = timer
+        self.hparams = hparams
+        self.visualize = visualize
+        self.steps_per_epoch = steps_per_epoch
+
+    def _step(self) -> int:
+        return int(keras.ops.convert_to_numpy(self.model.optimizer.iterations))
+
+    def on_train_begin(self, logs=None):
+        self.s.hparams(self.hparams)
+
+    def on_train_batch_end(self, batch, logs=None):
+        step = self._step()
+        if step % self.every:
+            return
+        values = {f"step/{k}": v for k, v in (logs or {}).items()}
+        values["step/learning_rate"] = current_learning_rate(self.model.optimizer)
+        eps = self.timer.recent_examples_per_s
+        if not math.isnan(eps):
+            values["step/examples_per_s"] = eps
+        self.s.scalars("train", values, step)
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs or {}
+        step = self._step()
+        self.s.scalars("train", {f"epoch/{k}": v for k, v in logs.items() if not k.startswith("val_")}
+                       | {"epoch/learning_rate": current_learning_rate(self.model.optimizer)}, step)
+        self.s.scalars("validation", {f"epoch/{k[4:]}": v for k, v in logs.items() if k.startswith("val_")}, step)
+        if self.visualize is not None:
+            for name, value in self.visualize(self.model).items():
+                self.s.any("validation", f"images/{name}" if isinstance(value, np.ndarray) else name, value, step)
+        self.s.flush()
+
+    def on_train_end(self, logs=None):
+        self.s.flush()
+
+
+class Checkpointer(keras.callbacks.Callback):
+    """Atomic checkpoints of weights + optimizer state every epoch (and every N steps).
+
+    `checkpoints/latest.json` names the newest complete checkpoint; it is replaced only after
+    the weights file is fully written, so a kill at any moment leaves a loadable checkpoint.
+    """
+
+    def __init__(self, run_dir: Path, *, steps_per_epoch: int, keep: int, best_metric: str,
+                 every_steps: int = 0, history: list | None = None, best: float | None = None):
+        super().__init__()
+        self.dir = run_dir / rundir.CHECKPOINTS
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.run_dir = run_dir
+        self.steps_per_epoch = steps_per_epoch
+        self.keep = max(1, keep)
+        self.best_metric = best_metric
+        self.minimise = "loss" in best_metric or "error" in best_metric
+        self.every_steps = every_steps
+        self.history = history if history is not None else []
+        self.best = best
+        self.epoch = 0
+
+    def _global_step(self) -> int:
+        return int(keras.ops.convert_to_numpy(self.model.optimizer.iterations))
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self.every_steps and self._global_step() % self.every_steps == 0:
+            self.save(kind="step")
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = {k: float(v) for k, v in (logs or {}).items()}
+        self.history.append({"epoch": epoch + 1, "step": self._global_step(), **logs})
+        rundir.write_json(self.run_dir / rundir.HISTORY, self.history)
+        value = logs.get(self.best_metric)
+        improved = value is not None and math.isfinite(value) and (
+            self.best is None or (value < self.best if self.minimise else value > self.best))
+        if improved:
+            self.best = value
+        self.save(kind="epoch", improved=improved)
+
+    def save(self, kind: str, improved: bool = False) -> Path:
+        step = self._global_step()
+        epoch_done, in_epoch = divmod(step, self.steps_per_epoch)
+        name = f"step-{step:08d}.weights.h5"
+        path = self.dir / name
+        rundir.save_keras_atomically(self.model, path, weights_only=True)
+        if improved:
+            rundir.save_keras_atomically(self.model, self.dir / "best.weights.h5", weights_only=True)
+        state = {"weights": name, "global_step": step, "epoch": epoch_done, "step_in_epoch": in_epoch,
+                 "kind": kind, "best_metric": self.best_metric, "best_value": self.best,
+                 "time": time.strftime("%Y-%m-%dT%H:%M:%S")}
+        rundir.write_json(self.dir / "latest.json", state)
+        self._prune(keep_name=name)
+        return path
+
+    def _prune(self, keep_name: str) -> None:
+        ckpts = sorted(self.dir.glob("step-*.weights.h5"))
+        for old in ckpts[: max(0, len(ckpts) - self.keep)]:
+            if old.name != keep_name:
+                old.unlink(missing_ok=True)
+
+
+class Guard(keras.callbacks.Callback):
+    """Stops cleanly on a NaN/Inf loss or on SIGINT/SIGTERM; the loop reports which."""
+
+    def __init__(self, checkpointer: Checkpointer):
+        super().__init__()
+        self.checkpointer = checkpointer
+        self.nan_step: int | None = None
+        self.signal_name: str | None = None
+        self._previous = {}
+
+    def on_train_begin(self, logs=None):
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            try:
+                self._previous[sig] = signal.signal(sig, self._on_signal)
+            except ValueError:  # not the main thread: leave signals alone
+                pass
+
+    def _on_signal(self, signum, frame):
+        if self.signal_name is not None:  # a second Ctrl-C: stop now
+            raise KeyboardInterrupt
+        self.signal_name = signal.Signals(signum).name
+        print(f"\n{self.signal_name} received: saving a checkpoint after this step ...", flush=True)
+
+    def on_train_batch_end(self, batch, logs=None):
+        loss = (logs or {}).get("loss")
+        if loss is not None and not math.isfinite(float(loss)):
+            self.nan_step = self.checkpointer._global_step()
+            self.model.stop_training = True
+        elif self.signal_name is not None and not self.model.stop_training:
+            self.checkpointer.save(kind="interrupt")
+            self.model.stop_training = True
+
+    def on_train_end(self, logs=None):
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+        self._previous = {}

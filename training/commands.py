@@ -1,0 +1,161 @@
+"""What each CLI subcommand does, once the backend is set and keras is imported."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import keras
+
+from errors import UserError
+from tasks.base import all_tasks, describe_config, get_task, resolve_config
+from training import rundir
+from training.loop import fit, load_run_config
+
+
+def _table(rows: list[list[str]], header: list[str]) -> str:
+    widths = [max(len(str(r[i])) for r in rows + [header]) for i in range(len(header))]
+    fmt = "  ".join(f"{{:<{w}}}" for w in widths)
+    lines = [fmt.format(*header), fmt.format(*["-" * w for w in widths])]
+    lines += [fmt.format(*map(str, r)) for r in rows]
+    return "\n".join(lines)
+
+
+def cmd_tasks(args) -> int:
+    rows = []
+    for task in all_tasks():
+        cfg = resolve_config(task)
+        from tasks.base import config_fields
+
+        choices = config_fields(task.config_cls)["model"].metadata.get("choices") or (cfg.model,)
+        rows.append([task.name, task.default_data, " | ".join(choices), task.best_metric.removeprefix("val_"),
+                     ", ".join(sorted(task.presets)) or "-"])
+    print(_table(rows, ["task", "default data", "models (--set model=)", "main metric", "presets"]))
+    if args.task:
+        task = get_task(args.task)
+        print(f"\nconfig keys of {task.name} (--set KEY=VALUE):")
+        print(_table([[n, t, repr(d), h] for n, t, d, h in describe_config(task.config_cls)],
+                     ["key", "type", "default", "meaning"]))
+    return 0
+
+
+FLAG_KEYS = {"data": "data", "epochs": "epochs", "batch_size": "batch_size", "seed": "seed"}
+
+
+def _flags(args) -> dict:
+    flags = {key: getattr(args, attr) for attr, key in FLAG_KEYS.items() if getattr(args, attr) is not None}
+    if args.no_jit:
+        flags["jit_compile"] = False
+    return flags
+
+
+def cmd_fit(args) -> int:
+    if args.resume:
+        return _resume(args)
+    if not args.task:
+        raise UserError("fit: --task is required (see `python cli.py tasks`)")
+    task = get_task(args.task)
+    cfg = resolve_config(task, args.preset, _flags(args), args.set)
+    backend = keras.config.backend()
+    run_dir = Path(args.run_dir) if args.run_dir else rundir.default_run_dir(args.log_root, task.name, backend)
+    init = Path(args.init_weights) if args.init_weights else None
+    if init is not None and not init.is_file():
+        raise UserError(f"--init-weights {init}: no such file")
+    print(f"fit {task.name} on {backend} (jit_compile={cfg.jit_compile}) -> {run_dir}", flush=True)
+    result = fit(task, cfg, run_dir, initial_weights=init, verbose=2 if args.quiet else "auto")
+    _print_outcome(result.run_dir, result.metrics)
+    return 0
+
+
+def _resume(args) -> int:
+    run_dir = rundir.require_run(Path(args.resume))
+    saved = rundir.read_json(run_dir / rundir.CONFIG)
+    task = get_task(args.task or saved["task"])
+    cfg, _ = load_run_config(task, run_dir)
+    asked = resolve_config(task, args.preset, _flags(args), args.set) if (args.preset or args.set or _flags(args)) else None
+    if asked is not None:
+        conflicts = [k for k, v in asked.to_dict().items()
+                     if v != cfg.to_dict()[k] and (k in _flags(args) or any(s.startswith(k + "=") for s in args.set)
+                                                  or (args.preset and k in task.presets.get(args.preset, {})))]
+        if conflicts:
+            raise UserError(f"--resume {run_dir}: {', '.join(conflicts)} differ(s) from the run's config; "
+                            "a resumed run keeps its config (start a new run to change it)")
+    if not (run_dir / rundir.CHECKPOINTS / "latest.json").exists():
+        raise UserError(f"--resume {run_dir}: no checkpoint yet (the run stopped before its first checkpoint)")
+    latest = rundir.read_json(run_dir / rundir.CHECKPOINTS / "latest.json")
+    if (run_dir / rundir.METRICS).exists() and latest["epoch"] >= cfg.epochs:
+        print(f"{run_dir}: already finished all {cfg.epochs} epochs")
+        _print_outcome(run_dir, rundir.read_json(run_dir / rundir.METRICS))
+        return 0
+    print(f"resume {task.name} on {keras.config.backend()} from step {latest['global_step']} "
+          f"(epoch {latest['epoch'] + 1}/{cfg.epochs}) -> {run_dir}", flush=True)
+    result = fit(task, cfg, run_dir, resume=True, verbose=2 if args.quiet else "auto")
+    _print_outcome(result.run_dir, result.metrics)
+    return 0
+
+
+def _print_outcome(run_dir: Path, metrics: dict) -> None:
+    val = ", ".join(f"{k} {v:.4f}" for k, v in metrics.get("validation", {}).items())
+    t = metrics.get("timing", {})
+    step = t.get("step_s")
+    print("\ndone.")
+    print(f"  validation:   {val or '-'}")
+    if step:
+        print(f"  speed:        {step * 1000:.1f} ms/step, {t['examples_per_s']:.0f} examples/s "
+              f"(compile {t['compile_s']:.1f} s, wall {t['wall_s']:.0f} s)")
+    print(f"  run dir:      {run_dir}")
+    print(f"  metrics:      {run_dir / rundir.METRICS}")
+    print(f"  model:        {run_dir / rundir.MODEL}")
+    print(f"  checkpoints:  {run_dir / rundir.CHECKPOINTS}")
+    print(f"  tensorboard:  python cli.py tensorboard --logdir {run_dir.parent}")
+
+
+def _task_of_run(args):
+    run_dir = rundir.require_run(Path(args.run_dir))
+    saved = rundir.read_json(run_dir / rundir.CONFIG)
+    if args.task and args.task != saved.get("task"):
+        raise UserError(f"--task {args.task}: {run_dir} holds a {saved.get('task')!r} run")
+    return get_task(saved["task"]), run_dir
+
+
+def cmd_evaluate(args) -> int:
+    from training.inference import evaluate
+
+    task, run_dir = _task_of_run(args)
+    out = evaluate(task, run_dir, split=args.split, which=args.checkpoint, data=args.data)
+    print(f"{task.name} {args.split} ({args.checkpoint} weights, {out['backend']}):")
+    for k, v in out["metrics"].items():
+        print(f"  {k:<24} {v:.4f}")
+    print(f"written: {run_dir / ('eval-' + args.split + '.json')}")
+    return 0
+
+
+def cmd_predict(args) -> int:
+    from training.inference import predict
+
+    task, run_dir = _task_of_run(args)
+    rows, out_dir = predict(task, run_dir, args.inputs, out_dir=args.out, which=args.checkpoint)
+    for row in rows:
+        print(json.dumps(row))
+    print(f"written: {out_dir}")
+    return 0
+
+
+def cmd_tensorboard(args) -> int:
+    from tensorboard import program
+
+    Path(args.logdir).mkdir(parents=True, exist_ok=True)
+    tb = program.TensorBoard()
+    tb.configure(argv=[None, "--logdir", str(args.logdir), "--port", str(args.port), "--host", args.host])
+    url = tb.launch()
+    print(f"TensorBoard {url} (logdir {args.logdir}); Ctrl-C to stop", flush=True)
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        return 0
+
+
+COMMANDS = {"tasks": cmd_tasks, "fit": cmd_fit, "evaluate": cmd_evaluate, "predict": cmd_predict,
+            "tensorboard": cmd_tensorboard}

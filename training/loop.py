@@ -1,0 +1,238 @@
+"""The one training path: datasets -> model -> model.fit with our callbacks -> run directory."""
+
+from __future__ import annotations
+
+import dataclasses
+import resource
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import keras
+
+from errors import DataError, TrainingError, UserError
+from pipelines import DataInfo, stream
+from tasks.base import Task, config_from_dict
+from training import backend as backend_mod
+from training import rundir
+from training.callbacks import Checkpointer, Guard, StepTimer, TensorBoardLogger
+
+
+class Interrupted(Exception):
+    """SIGINT/SIGTERM stopped the run after saving a checkpoint."""
+
+    exit_code = 130
+
+
+@dataclass
+class FitResult:
+    run_dir: Path
+    metrics: dict
+    model: keras.Model
+
+
+def make_optimizer(cfg, total_steps: int):
+    """AdamW with linear warm-up and cosine decay over the whole run."""
+    warmup = min(cfg.warmup_steps, max(0, total_steps - 1))
+    schedule = keras.optimizers.schedules.CosineDecay(
+        initial_learning_rate=0.0 if warmup else cfg.learning_rate,
+        decay_steps=max(1, total_steps - warmup),
+        alpha=0.02,
+        warmup_target=cfg.learning_rate if warmup else None,
+        warmup_steps=warmup,
+    )
+    return keras.optimizers.AdamW(learning_rate=schedule, weight_decay=cfg.weight_decay)
+
+
+def build_data(task: Task, cfg):
+    data = task.build_datasets(cfg)
+    info = data.info
+    if cfg.max_train_examples and cfg.max_train_examples < info.num_train:
+        data.train, info.num_train = data.train.take(cfg.max_train_examples), cfg.max_train_examples
+    if cfg.max_val_examples and cfg.max_val_examples < info.num_val:
+        data.val, info.num_val = data.val.take(cfg.max_val_examples), cfg.max_val_examples
+    if info.num_train < 1:
+        raise DataError(f"--data {cfg.data}: the training set is empty")
+    if info.num_val < 1:
+        raise DataError(f"--data {cfg.data}: the validation set is empty")
+    return data
+
+
+def build_compiled_model(task: Task, cfg, info: DataInfo, total_steps: int) -> keras.Model:
+    keras.utils.set_random_seed(cfg.seed)
+    model = task.build_model(cfg, info)
+    optimizer = make_optimizer(cfg, total_steps)
+    if task.compile is not None:
+        task.compile(model, cfg, info, optimizer)
+    else:
+        model.compile(optimizer=optimizer, loss=task.loss(cfg, info), metrics=task.metrics(cfg, info),
+                      jit_compile=cfg.jit_compile)
+    return model
+
+
+def _batcher(data, batch_size):
+    return None if data.batch is None else (lambda d: data.batch(d, batch_size))
+
+
+def save_data_info(run_dir: Path, info: DataInfo) -> None:
+    rundir.write_json(run_dir / rundir.DATA_INFO, dataclasses.asdict(info))
+
+
+def load_data_info(run_dir: Path) -> DataInfo:
+    raw = rundir.read_json(run_dir / rundir.DATA_INFO)
+    raw["input_shape"] = tuple(raw["input_shape"])
+    raw["class_names"] = tuple(raw.get("class_names") or ())
+    return DataInfo(**raw)
+
+
+def load_run_config(task: Task, run_dir: Path):
+    saved = rundir.read_json(run_dir / rundir.CONFIG)
+    if saved.get("task") != task.name:
+        raise UserError(f"--run-dir {run_dir}: holds a {saved.get('task')!r} run, not {task.name!r}")
+    return config_from_dict(task, saved["config"]), saved
+
+
+def peak_memory() -> dict:
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    out = {"peak_rss_mb": round(rss / 1024 if sys.platform != "darwin" else rss / 2**20, 1)}
+    try:
+        if keras.config.backend() == "jax":
+            import jax
+
+            stats = jax.devices()[0].memory_stats() or {}
+            if "peak_bytes_in_use" in stats:
+                out["device_peak_mb"] = round(stats["peak_bytes_in_use"] / 2**20, 1)
+        else:
+            import tensorflow as tf
+
+            if tf.config.list_physical_devices("GPU"):
+                out["device_peak_mb"] = round(tf.config.experimental.get_memory_info("GPU:0")["peak"] / 2**20, 1)
+    except Exception:  # memory reporting is best effort on exotic devices
+        pass
+    return out
+
+
+def fit(task: Task, cfg, run_dir: Path, *, resume: bool = False, initial_weights: Path | None = None,
+        verbose="auto") -> FitResult:
+    """Train `task` with `cfg`, writing the run directory contract into `run_dir`."""
+    wall_start = time.perf_counter()
+    run_dir = rundir.prepare_run_dir(Path(run_dir))
+    backend = keras.config.backend()
+    data = build_data(task, cfg)
+    info = data.info
+    steps = stream.steps_per_epoch(info.num_train, cfg.batch_size)
+    model = build_compiled_model(task, cfg, info, steps * cfg.epochs)
+
+    state, history = None, []
+    if resume:
+        state = rundir.read_json(run_dir / rundir.CHECKPOINTS / "latest.json")
+        history = [h for h in _read_history(run_dir) if h["step"] <= state["global_step"]]
+        model.optimizer.build(model.trainable_variables)
+        model.load_weights(run_dir / rundir.CHECKPOINTS / state["weights"])
+    else:
+        if initial_weights is not None:
+            model.load_weights(initial_weights)
+        rundir.write_json(run_dir / rundir.CONFIG, {
+            "task": task.name, "backend": backend, "config": cfg.to_dict(),
+            "command": " ".join(sys.argv)})
+        save_data_info(run_dir, info)
+
+    timer = StepTimer(cfg.batch_size)
+    checkpointer = Checkpointer(
+        run_dir, steps_per_epoch=steps, keep=cfg.keep_checkpoints,
+        best_metric=cfg.best_metric or task.best_metric, every_steps=cfg.checkpoint_every_steps,
+        history=history, best=state.get("best_value") if state else None)
+    guard = Guard(checkpointer)
+    callbacks = [timer, checkpointer, guard, _tensorboard(task, cfg, data, run_dir, timer, backend, steps)]
+    if task.extra_callbacks is not None:
+        callbacks += task.extra_callbacks(cfg, data, run_dir)
+
+    val = stream.eval_stream(data.val, batch_size=cfg.batch_size, batch=_batcher(data, cfg.batch_size))
+    start_epoch = state["epoch"] if state else 0
+    skip = state["step_in_epoch"] if state else 0
+    segments = []  # (first epoch, batches to skip, end epoch, steps per epoch)
+    if skip:
+        segments.append((start_epoch, skip, start_epoch + 1, steps - skip))
+        start_epoch += 1
+    if start_epoch < cfg.epochs:
+        segments.append((start_epoch, 0, cfg.epochs, steps))
+    for first, skip_batches, end, n_steps in segments:
+        train = stream.training_stream(
+            data.train, num_examples=info.num_train, batch_size=cfg.batch_size, seed=cfg.seed,
+            start_epoch=first, end_epoch=end, skip_batches=skip_batches, augment=data.augment,
+            batch=_batcher(data, cfg.batch_size))
+        if cfg.prestage:
+            train = stream.prestaged(train)
+        model.fit(train, validation_data=val, epochs=end, initial_epoch=first, steps_per_epoch=n_steps,
+                  callbacks=callbacks, verbose=_verbosity(verbose), shuffle=False)
+        if model.stop_training:
+            break
+
+    if guard.nan_step is not None:
+        raise TrainingError(
+            f"loss became NaN/Inf at step {guard.nan_step}; stopped. The last good checkpoint is in "
+            f"{run_dir / rundir.CHECKPOINTS} (lower --set learning_rate=... and resume or restart)")
+    if guard.signal_name is not None:
+        raise Interrupted(f"{guard.signal_name}: checkpoint saved; resume with: "
+                          f"python cli.py fit --task {task.name} --backend {backend} --resume {run_dir}")
+
+    rundir.save_keras_atomically(model, run_dir / rundir.MODEL)
+    metrics = _final_metrics(task, cfg, backend, checkpointer.history, timer, wall_start, resume, state)
+    rundir.write_json(run_dir / rundir.METRICS, metrics)
+    return FitResult(run_dir, metrics, model)
+
+
+def _verbosity(verbose):
+    if verbose == "auto":
+        return 1 if sys.stdout.isatty() else 2
+    return verbose
+
+
+def _read_history(run_dir: Path) -> list:
+    path = run_dir / rundir.HISTORY
+    return rundir.read_json(path) if path.exists() else []
+
+
+def _tensorboard(task, cfg, data, run_dir, timer, backend, steps):
+    visualize = None
+    if task.visualize is not None:
+        batch = stream.first_batch(data.val, batch_size=min(cfg.batch_size, 32), batch=_batcher(data, 32))
+        visualize = lambda model: task.visualize(model, batch, data.info, cfg)  # noqa: E731
+    hparams = {"task": task.name, "backend": backend, "jit_compile": cfg.jit_compile,
+               "batch_size": cfg.batch_size, "learning_rate": cfg.learning_rate, "model": cfg.model,
+               "epochs": cfg.epochs, "seed": cfg.seed, "data": cfg.data}
+    return TensorBoardLogger(run_dir, every_steps=cfg.log_every_steps, timer=timer, hparams=hparams,
+                             visualize=visualize, steps_per_epoch=steps)
+
+
+def _final_metrics(task, cfg, backend, history, timer, wall_start, resumed, state) -> dict:
+    last = history[-1] if history else {}
+    train = {k: v for k, v in last.items() if k not in ("epoch", "step") and not k.startswith("val_")}
+    validation = {k[4:]: v for k, v in last.items() if k.startswith("val_")}
+    timing = timer.summary()
+    timing["wall_s"] = time.perf_counter() - wall_start
+    return {
+        "task": task.name,
+        "backend": backend,
+        "jit_compile": cfg.jit_compile,
+        "epochs_completed": last.get("epoch", 0),
+        "global_step": last.get("step", 0),
+        "train": train,
+        "validation": validation,
+        "best": {"metric": cfg.best_metric or task.best_metric, "value": history and _best(history, cfg, task)},
+        "timing": timing,
+        "first_loss": timer.first_loss,
+        "memory": peak_memory(),
+        "versions": backend_mod.library_versions(),
+        "resumed_from_step": state["global_step"] if resumed and state else None,
+        "history": history,
+    }
+
+
+def _best(history, cfg, task):
+    metric = cfg.best_metric or task.best_metric
+    values = [h[metric] for h in history if metric in h]
+    if not values:
+        return None
+    return min(values) if ("loss" in metric or "error" in metric) else max(values)
