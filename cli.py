@@ -83,8 +83,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--run-dir", required=True, help="a run directory written by fit")
     p.add_argument("--task", help="task name (default: read from the run)")
     p.add_argument("--out", help="output folder (default: RUN_DIR/predictions)")
-    p.add_argument("--checkpoint", default="final", choices=("final", "best", "last"))
-    p.add_argument("inputs", nargs="+", help="input files (images) or strings, per task")
+    p.add_argument("--checkpoint", default="final", choices=("final", "best", "last"),
+                   help="final model.keras, best or last checkpoint (default final)")
+    p.add_argument("--input", metavar="FILE", help="read more inputs from FILE, one per line (e.g. texts)")
+    p.add_argument("--num-samples", type=int, default=16, help="samples to generate (generative tasks). Example: --num-samples 64")
+    p.add_argument("inputs", nargs="*", help="input files (images) or strings, per task")
 
     p = sub.add_parser("tensorboard", help="start TensorBoard on the log root and print its URL")
     _common(p)

@@ -21,6 +21,8 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp")
 
 def require_files(inputs: list[str]) -> list[Path]:
     """Input paths given on the command line, each checked to exist."""
+    if not inputs:
+        raise DataError("predict: give at least one input file")
     paths = [Path(p) for p in inputs]
     for p in paths:
         if not p.is_file():

@@ -56,7 +56,7 @@ class Task:
     presets: dict = field(default_factory=dict)
     # Optional hooks.
     visualize: Optional[Callable] = None  # (model, batch, info, cfg) -> {name: image array | str | float}
-    predict_outputs: Optional[Callable] = None  # (model, paths, out_dir, cfg, info) -> list[dict]
+    predict_outputs: Optional[Callable] = None  # (model, inputs, out_dir, cfg, info, options) -> list[dict]
     extra_callbacks: Optional[Callable] = None  # (cfg, data, run_dir) -> list[keras.callbacks.Callback]
     # (model, cfg, info, optimizer) -> None: compile a model whose compile() differs (e.g. a GAN).
     compile: Optional[Callable] = None

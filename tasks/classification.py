@@ -133,7 +133,7 @@ def visualize(model, batch, info: DataInfo, cfg) -> dict:
     return {"predictions": visuals.grid(tiles, columns=8)}
 
 
-def predict_outputs(model, inputs: list[str], out_dir: Path, cfg, info: DataInfo) -> list[dict]:
+def predict_outputs(model, inputs: list[str], out_dir: Path, cfg, info: DataInfo, options: dict) -> list[dict]:
     """Label and top-3 probabilities per image; also written to predictions.json."""
     paths = files.require_files(inputs)
     size = tuple(info.input_shape[:2])

@@ -135,7 +135,16 @@ def cmd_predict(args) -> int:
     from training.inference import predict
 
     task, run_dir = _task_of_run(args)
-    rows, out_dir = predict(task, run_dir, args.inputs, out_dir=args.out, which=args.checkpoint)
+    inputs = list(args.inputs)
+    if args.input:
+        try:
+            inputs += [line.rstrip("\n") for line in Path(args.input).read_text().splitlines() if line.strip()]
+        except (OSError, UnicodeDecodeError) as exc:
+            raise UserError(f"--input {args.input}: cannot read ({exc.__class__.__name__})") from None
+    if args.num_samples < 1:
+        raise UserError(f"--num-samples {args.num_samples}: expected a positive int")
+    rows, out_dir = predict(task, run_dir, inputs, out_dir=args.out, which=args.checkpoint,
+                            options={"num_samples": args.num_samples})
     for row in rows:
         print(json.dumps(row))
     print(f"written: {out_dir}")

@@ -64,12 +64,11 @@ def evaluate(task: Task, run_dir: Path, *, split: str = "validation", which: str
 
 
 def predict(task: Task, run_dir: Path, inputs: list[str], *, out_dir: Path | None = None,
-            which: str = "final") -> tuple[list[dict], Path]:
+            which: str = "final", options: dict | None = None) -> tuple[list[dict], Path]:
+    """Run the task's predict hook; `options` carries generic flags such as num_samples."""
     if task.predict_outputs is None:
         raise UserError(f"task {task.name!r} has no predict outputs yet")
     model, cfg, info = load_trained_model(task, run_dir, which)
     out_dir = Path(out_dir) if out_dir else Path(run_dir) / "predictions"
     out_dir.mkdir(parents=True, exist_ok=True)
-    if not inputs:
-        raise UserError("predict: give at least one input")
-    return task.predict_outputs(model, list(inputs), out_dir, cfg, info), out_dir
+    return task.predict_outputs(model, list(inputs), out_dir, cfg, info, options or {}), out_dir
