@@ -123,6 +123,9 @@ def main(argv=None) -> int:
         from training import commands  # imports keras: only after the backend is set
 
         return commands.COMMANDS[args.command](args)
+    except KeyboardInterrupt:
+        print("\ninterrupted", file=sys.stderr)
+        return 130
     except Exception as exc:  # noqa: BLE001  (one line for the user's errors, traceback for ours)
         code = getattr(exc, "exit_code", None)
         if code is None or args.debug:

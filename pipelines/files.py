@@ -8,15 +8,22 @@ from __future__ import annotations
 
 import gzip
 import struct
+import zlib
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
 from errors import DataError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp")
+
+
+def one_line(exc: BaseException) -> str:
+    """An exception as 'Type: message' on a single line."""
+    text = " ".join(str(exc).split())
+    return f"{exc.__class__.__name__}: {text}" if text else exc.__class__.__name__
 
 
 def require_files(inputs: list[str]) -> list[Path]:
@@ -44,8 +51,8 @@ def load_image(path: Path, size: tuple[int, int] | None = None, channels: int = 
             if size is not None and img.size != (size[1], size[0]):
                 img = img.resize((size[1], size[0]), resample)
             arr = np.asarray(img, np.uint8)
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
-        raise DataError(f"{path}: unreadable or corrupt image ({exc.__class__.__name__}: {exc})") from None
+    except Exception as exc:  # noqa: BLE001  (any decoder failure on user bytes is a data problem)
+        raise DataError(f"{path}: unreadable or corrupt image ({one_line(exc)})") from None
     return arr[..., None] if arr.ndim == 2 else arr
 
 
@@ -59,8 +66,8 @@ def image_channels(path: Path) -> int:
     try:
         with Image.open(path) as img:
             return 1 if img.mode in ("L", "1", "I;16", "I") else 3
-    except (UnidentifiedImageError, OSError) as exc:
-        raise DataError(f"{path}: unreadable or corrupt image ({exc})") from None
+    except Exception as exc:  # noqa: BLE001
+        raise DataError(f"{path}: unreadable or corrupt image ({one_line(exc)})") from None
 
 
 def read_class_folders(root: Path) -> tuple[list[Path], np.ndarray, tuple[str, ...]]:
@@ -89,8 +96,8 @@ def read_idx(path: Path) -> np.ndarray:
         raw = path.read_bytes()
         if raw[:2] == b"\x1f\x8b":
             raw = gzip.decompress(raw)
-    except (OSError, EOFError, gzip.BadGzipFile) as exc:
-        raise DataError(f"{path}: cannot read IDX file ({exc})") from None
+    except (OSError, EOFError, gzip.BadGzipFile, zlib.error) as exc:
+        raise DataError(f"{path}: cannot read IDX file ({one_line(exc)})") from None
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in _IDX_DTYPES:
         raise DataError(f"{path}: not an IDX file (expected magic 0x0000 + type byte)")
     ndim = raw[3]

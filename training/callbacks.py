@@ -123,9 +123,10 @@ class Checkpointer(keras.callbacks.Callback):
     the weights file is fully written, so a kill at any moment leaves a loadable checkpoint.
     """
 
-    def __init__(self, run_dir: Path, *, steps_per_epoch: int, keep: int, best_metric: str,
+    def __init__(self, run_dir: Path, *, guard: "Guard", steps_per_epoch: int, keep: int, best_metric: str,
                  every_steps: int = 0, history: list | None = None, best: float | None = None):
         super().__init__()
+        self.guard = guard
         self.dir = run_dir / rundir.CHECKPOINTS
         self.dir.mkdir(parents=True, exist_ok=True)
         self.run_dir = run_dir
@@ -137,6 +138,7 @@ class Checkpointer(keras.callbacks.Callback):
         self.history = history if history is not None else []
         self.best = best
         self.epoch = 0
+        self._saved_on_signal = False
 
     def _global_step(self) -> int:
         return int(keras.ops.convert_to_numpy(self.model.optimizer.iterations))
@@ -145,10 +147,20 @@ class Checkpointer(keras.callbacks.Callback):
         self.epoch = epoch
 
     def on_train_batch_end(self, batch, logs=None):
-        if self.every_steps and self._global_step() % self.every_steps == 0:
+        if self.guard.diverged:
+            return
+        if self.guard.signal_name is not None:
+            if not self._saved_on_signal:
+                self.save(kind="interrupt")
+                self._saved_on_signal = True
+        elif self.every_steps and self._global_step() % self.every_steps == 0:
             self.save(kind="step")
 
     def on_epoch_end(self, epoch, logs=None):
+        if self.guard.diverged:  # never record or save a diverged state
+            return
+        if self.guard.signal_name is not None and self._global_step() % self.steps_per_epoch:
+            return  # stopped mid-epoch: the interrupt checkpoint is the resume point
         logs = {k: float(v) for k, v in (logs or {}).items()}
         self.history.append({"epoch": epoch + 1, "step": self._global_step(), **logs})
         rundir.write_json(self.run_dir / rundir.HISTORY, self.history)
@@ -182,14 +194,20 @@ class Checkpointer(keras.callbacks.Callback):
 
 
 class Guard(keras.callbacks.Callback):
-    """Stops cleanly on a NaN/Inf loss or on SIGINT/SIGTERM; the loop reports which."""
+    """Stops cleanly on a NaN/Inf loss or on SIGINT/SIGTERM; the loop reports which.
 
-    def __init__(self, checkpointer: Checkpointer):
+    It must run before the Checkpointer so that a non-finite step is never saved.
+    """
+
+    def __init__(self):
         super().__init__()
-        self.checkpointer = checkpointer
         self.nan_step: int | None = None
         self.signal_name: str | None = None
         self._previous = {}
+
+    @property
+    def diverged(self) -> bool:
+        return self.nan_step is not None
 
     def on_train_begin(self, logs=None):
         for sig in (signal.SIGINT, signal.SIGTERM):
@@ -207,10 +225,9 @@ class Guard(keras.callbacks.Callback):
     def on_train_batch_end(self, batch, logs=None):
         loss = (logs or {}).get("loss")
         if loss is not None and not math.isfinite(float(loss)):
-            self.nan_step = self.checkpointer._global_step()
+            self.nan_step = int(keras.ops.convert_to_numpy(self.model.optimizer.iterations))
             self.model.stop_training = True
-        elif self.signal_name is not None and not self.model.stop_training:
-            self.checkpointer.save(kind="interrupt")
+        elif self.signal_name is not None:
             self.model.stop_training = True
 
     def on_train_end(self, logs=None):

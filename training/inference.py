@@ -49,7 +49,7 @@ def evaluate(task: Task, run_dir: Path, *, split: str = "validation", which: str
         import dataclasses
 
         cfg = dataclasses.replace(cfg, data=data)
-    bundle = build_data(task, cfg)
+    bundle = build_data(task, cfg, saved_info=info)
     if split not in ("validation", "train"):
         raise UserError(f"--split {split!r}: expected validation or train")
     ds = bundle.val if split == "validation" else bundle.train
@@ -57,6 +57,8 @@ def evaluate(task: Task, run_dir: Path, *, split: str = "validation", which: str
     results = model.evaluate(stream.eval_stream(ds, batch_size=cfg.batch_size, batch=batcher),
                              return_dict=True, verbose=0)
     results = {k: float(v) for k, v in results.items()}
+    if task.evaluate_extra is not None:
+        results.update({k: float(v) for k, v in task.evaluate_extra(model, ds, cfg, info).items()})
     out = {"task": task.name, "split": split, "checkpoint": which, "backend": keras.config.backend(),
            "data": cfg.data, "metrics": results, "time": time.strftime("%Y-%m-%dT%H:%M:%S")}
     rundir.write_json(Path(run_dir) / f"eval-{split}.json", out)

@@ -20,9 +20,11 @@ from training.callbacks import Checkpointer, Guard, StepTimer, TensorBoardLogger
 
 
 class Interrupted(Exception):
-    """SIGINT/SIGTERM stopped the run after saving a checkpoint."""
+    """SIGINT/SIGTERM stopped the run after saving a checkpoint (exit 130 / 143, as shells do)."""
 
-    exit_code = 130
+    def __init__(self, message: str, signal_name: str = "SIGINT"):
+        super().__init__(message)
+        self.exit_code = 143 if signal_name == "SIGTERM" else 130
 
 
 @dataclass
@@ -45,8 +47,12 @@ def make_optimizer(cfg, total_steps: int):
     return keras.optimizers.AdamW(learning_rate=schedule, weight_decay=cfg.weight_decay)
 
 
-def build_data(task: Task, cfg):
-    data = task.build_datasets(cfg)
+def build_data(task: Task, cfg, saved_info: DataInfo | None = None):
+    """The task's datasets; with `saved_info` (a finished run's) the task may reuse what fit learned."""
+    if saved_info is not None and task.rebuild_datasets is not None:
+        data = task.rebuild_datasets(cfg, saved_info)
+    else:
+        data = task.build_datasets(cfg)
     info = data.info
     if cfg.max_train_examples and cfg.max_train_examples < info.num_train:
         data.train, info.num_train = data.train.take(cfg.max_train_examples), cfg.max_train_examples
@@ -139,14 +145,15 @@ def fit(task: Task, cfg, run_dir: Path, *, resume: bool = False, initial_weights
         save_data_info(run_dir, info)
 
     timer = StepTimer(cfg.batch_size)
+    guard = Guard()
     checkpointer = Checkpointer(
-        run_dir, steps_per_epoch=steps, keep=cfg.keep_checkpoints,
+        run_dir, guard=guard, steps_per_epoch=steps, keep=cfg.keep_checkpoints,
         best_metric=cfg.best_metric or task.best_metric, every_steps=cfg.checkpoint_every_steps,
         history=history, best=state.get("best_value") if state else None)
-    guard = Guard(checkpointer)
-    callbacks = [timer, checkpointer, guard, _tensorboard(task, cfg, data, run_dir, timer, backend, steps)]
-    if task.extra_callbacks is not None:
-        callbacks += task.extra_callbacks(cfg, data, run_dir)
+    # Task callbacks run before the Checkpointer and TensorBoard: metrics they add to the epoch logs
+    # (e.g. detection mAP) land in history.json, metrics.json, TensorBoard and the best checkpoint.
+    extra = task.extra_callbacks(cfg, data, run_dir) if task.extra_callbacks is not None else []
+    callbacks = [timer, guard, *extra, checkpointer, _tensorboard(task, cfg, data, run_dir, timer, backend, steps)]
 
     val = stream.eval_stream(data.val, batch_size=cfg.batch_size, batch=_batcher(data, cfg.batch_size))
     start_epoch = state["epoch"] if state else 0
@@ -174,8 +181,8 @@ def fit(task: Task, cfg, run_dir: Path, *, resume: bool = False, initial_weights
             f"loss became NaN/Inf at step {guard.nan_step}; stopped. The last good checkpoint is in "
             f"{run_dir / rundir.CHECKPOINTS} (lower --set learning_rate=... and resume or restart)")
     if guard.signal_name is not None:
-        raise Interrupted(f"{guard.signal_name}: checkpoint saved; resume with: "
-                          f"python cli.py fit --task {task.name} --backend {backend} --resume {run_dir}")
+        raise Interrupted(f"{guard.signal_name}: checkpoint saved at step {checkpointer._global_step()}; resume with: "
+                          f"python cli.py fit --resume {run_dir}", guard.signal_name)
 
     rundir.save_keras_atomically(model, run_dir / rundir.MODEL)
     metrics = _final_metrics(task, cfg, backend, checkpointer.history, timer, wall_start, resume, state)
@@ -197,7 +204,8 @@ def _read_history(run_dir: Path) -> list:
 def _tensorboard(task, cfg, data, run_dir, timer, backend, steps):
     visualize = None
     if task.visualize is not None:
-        batch = stream.first_batch(data.val, batch_size=min(cfg.batch_size, 32), batch=_batcher(data, 32))
+        n = task.visualize_examples
+        batch = stream.first_batch(data.val, batch_size=n if n > 32 else min(cfg.batch_size, n), batch=_batcher(data, n))
         visualize = lambda model: task.visualize(model, batch, data.info, cfg)  # noqa: E731
     hparams = {"task": task.name, "backend": backend, "jit_compile": cfg.jit_compile,
                "batch_size": cfg.batch_size, "learning_rate": cfg.learning_rate, "model": cfg.model,
