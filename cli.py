@@ -5,6 +5,7 @@
   python cli.py fit --task classification [--backend jax] [--set model=resnet]
   python cli.py evaluate --task classification --run-dir tensorboard_logs/classification/<run>
   python cli.py predict --task classification --run-dir <run> image1.png image2.jpg
+  python cli.py compare --task classification --preset debug
   python cli.py tensorboard
 
 This file only parses arguments: it sets KERAS_BACKEND before anything imports keras.
@@ -41,6 +42,29 @@ def _common(p: argparse.ArgumentParser, top: bool = False) -> None:
                    help="show full tracebacks for errors")
 
 
+COMPARE_EPILOG = """examples:
+  python cli.py compare --task classification --preset debug
+  python cli.py compare --task classification --jit on,off --epochs 3
+Each configuration runs `fit` in its own process from the same initial weights, seed and data
+order; the report (table, report.md, report.json, report.png) and every run's TensorBoard logs
+land in one folder.
+"""
+
+
+def _fit_flags(p: argparse.ArgumentParser) -> None:
+    """The flags that define a training run (shared by fit and compare)."""
+    p.add_argument("--task", help="task name (see `cli.py tasks`). Example: --task classification")
+    p.add_argument("--data", help="embedded (default) | tfds:NAME | a path. Example: --data tfds:mnist")
+    p.add_argument("--epochs", type=int, help="number of epochs. Example: --epochs 5")
+    p.add_argument("--batch-size", type=int, help="examples per step. Example: --batch-size 128")
+    p.add_argument("--preset", help="named config preset of the task (e.g. debug, small). Example: --preset debug")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config key (Python literal; repeatable). Example: --set model=resnet --set learning_rate=1e-3")
+    p.add_argument("--no-jit", action="store_true", help="do not XLA-compile the train step (for comparison)")
+    p.add_argument("--seed", type=int, help="random seed for data order, augmentation and init. Example: --seed 1")
+    p.add_argument("--log-root", default=LOG_ROOT, help="root of default run directories (default: tensorboard_logs)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="cli.py", description=__doc__.split("\n\n")[0], epilog=EPILOG,
@@ -54,20 +78,19 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("fit", help="train a task", epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     _common(p)
-    p.add_argument("--task", help="task name (see `cli.py tasks`). Example: --task classification")
-    p.add_argument("--data", help="embedded (default) | tfds:NAME | a path. Example: --data tfds:mnist")
-    p.add_argument("--epochs", type=int, help="number of epochs. Example: --epochs 5")
-    p.add_argument("--batch-size", type=int, help="examples per step. Example: --batch-size 128")
-    p.add_argument("--preset", help="named config preset of the task (e.g. debug, small). Example: --preset debug")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a config key (Python literal; repeatable). Example: --set model=resnet --set learning_rate=1e-3")
-    p.add_argument("--no-jit", action="store_true", help="do not XLA-compile the train step (for comparison)")
-    p.add_argument("--seed", type=int, help="random seed for data order, augmentation and init. Example: --seed 1")
+    _fit_flags(p)
     p.add_argument("--run-dir", help="where to write the run (default: tensorboard_logs/<task>/<time>-<backend>)")
-    p.add_argument("--log-root", default=LOG_ROOT, help="root of default run directories (default: tensorboard_logs)")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue a killed run from its last checkpoint, same config and backend")
     p.add_argument("--init-weights", metavar="FILE", help="start from these weights (a .weights.h5 of the same model)")
     p.add_argument("--quiet", action="store_true", help="no progress bar (one line per epoch)")
+
+    p = sub.add_parser("compare", help="train one task on each backend (and jit mode) and report side by side",
+                       epilog=COMPARE_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    _common(p)
+    _fit_flags(p)
+    p.add_argument("--backends", default="tensorflow,jax", help="comma-separated backends (default tensorflow,jax)")
+    p.add_argument("--jit", default="on", help="on, off or on,off: XLA-compiled train step or not (default on)")
+    p.add_argument("--out", help="report folder (default: tensorboard_logs/compare/<task>/<time>)")
 
     p = sub.add_parser("evaluate", help="evaluate a run's checkpoint on a split")
     _common(p)

@@ -32,6 +32,7 @@ class StepTimer(keras.callbacks.Callback):
         self.step_times: list[float] = []
         self.compile_s: float | None = None
         self.first_loss: float | None = None
+        self.losses: list[tuple[int, float]] = []  # (global step, running epoch-mean loss)
         self._last: float | None = None
         self._train_start: float | None = None
 
@@ -50,6 +51,8 @@ class StepTimer(keras.callbacks.Callback):
         elif self._last is not None:
             self.step_times.append(now - self._last)
         self._last = now
+        if logs and "loss" in logs:
+            self.losses.append((int(keras.ops.convert_to_numpy(self.model.optimizer.iterations)), float(logs["loss"])))
 
     @property
     def recent_examples_per_s(self) -> float:
@@ -133,7 +136,7 @@ class Checkpointer(keras.callbacks.Callback):
         self.steps_per_epoch = steps_per_epoch
         self.keep = max(1, keep)
         self.best_metric = best_metric
-        self.minimise = "loss" in best_metric or "error" in best_metric
+        self.minimise = any(word in best_metric for word in ("loss", "error", "distance"))  # lower is better
         self.every_steps = every_steps
         self.history = history if history is not None else []
         self.best = best

@@ -166,5 +166,33 @@ def cmd_tensorboard(args) -> int:
         return 0
 
 
-COMMANDS = {"tasks": cmd_tasks, "fit": cmd_fit, "evaluate": cmd_evaluate, "predict": cmd_predict,
+def _fit_args(args) -> list[str]:
+    """The fit flags given to compare, passed on verbatim to every run."""
+    out = ["--task", args.task]
+    for flag, value in (("--data", args.data), ("--epochs", args.epochs), ("--batch-size", args.batch_size),
+                        ("--preset", args.preset), ("--seed", args.seed)):
+        if value is not None:
+            out += [flag, str(value)]
+    for pair in args.set:
+        out += ["--set", pair]
+    return out
+
+
+def cmd_compare(args) -> int:
+    from training.compare import compare, parse_variants
+
+    if not args.task:
+        raise UserError("compare: --task is required (see `python cli.py tasks`)")
+    if args.no_jit:
+        raise UserError("compare: use --jit off (or on,off) instead of --no-jit")
+    task = get_task(args.task)
+    cfg = resolve_config(task, args.preset, _flags(args), args.set)  # validates everything up front
+    variants = parse_variants(args.backends, args.jit)
+    out = Path(args.out) if args.out else Path(args.log_root) / "compare" / task.name / time.strftime("%Y%m%d-%H%M%S")
+    report = compare(task, cfg, _fit_args(args), variants, out)
+    failed = [r["name"] for r in report["runs"] if r.get("status") != "ok"]
+    return 1 if failed and len(failed) == len(report["runs"]) else 0
+
+
+COMMANDS = {"compare": cmd_compare, "tasks": cmd_tasks, "fit": cmd_fit, "evaluate": cmd_evaluate, "predict": cmd_predict,
             "tensorboard": cmd_tensorboard}

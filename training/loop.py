@@ -130,7 +130,7 @@ def fit(task: Task, cfg, run_dir: Path, *, resume: bool = False, initial_weights
     steps = stream.steps_per_epoch(info.num_train, cfg.batch_size)
     model = build_compiled_model(task, cfg, info, steps * cfg.epochs)
 
-    state, history = None, []
+    state, history, initial_loss = None, [], None
     if resume:
         state = rundir.read_json(run_dir / rundir.CHECKPOINTS / "latest.json")
         history = [h for h in _read_history(run_dir) if h["step"] <= state["global_step"]]
@@ -139,6 +139,7 @@ def fit(task: Task, cfg, run_dir: Path, *, resume: bool = False, initial_weights
     else:
         if initial_weights is not None:
             model.load_weights(initial_weights)
+        initial_loss = _initial_loss(model, data, cfg) if initial_weights is not None else None
         rundir.write_json(run_dir / rundir.CONFIG, {
             "task": task.name, "backend": backend, "config": cfg.to_dict(),
             "command": " ".join(sys.argv)})
@@ -186,8 +187,21 @@ def fit(task: Task, cfg, run_dir: Path, *, resume: bool = False, initial_weights
 
     rundir.save_keras_atomically(model, run_dir / rundir.MODEL)
     metrics = _final_metrics(task, cfg, backend, checkpointer.history, timer, wall_start, resume, state)
+    metrics["initial_loss"] = initial_loss
     rundir.write_json(run_dir / rundir.METRICS, metrics)
+    rundir.write_json(run_dir / STEPS, {"step_s": timer.step_times, "loss": timer.losses})
     return FitResult(run_dir, metrics, model)
+
+
+STEPS = "steps.json"  # raw per-step times and losses (compare plots them)
+
+
+def _initial_loss(model, data, cfg) -> float:
+    """Inference-mode loss of the first training batch: equal across backends for equal weights."""
+    first = stream.training_stream(data.train, num_examples=data.info.num_train, batch_size=cfg.batch_size,
+                                   seed=cfg.seed, end_epoch=1, batch=_batcher(data, cfg.batch_size))
+    x, y = next(iter(first.take(1).as_numpy_iterator()))
+    return float(model.evaluate(x, y, batch_size=cfg.batch_size, verbose=0, return_dict=True)["loss"])
 
 
 def _verbosity(verbose):
@@ -243,4 +257,4 @@ def _best(history, cfg, task):
     values = [h[metric] for h in history if metric in h]
     if not values:
         return None
-    return min(values) if ("loss" in metric or "error" in metric) else max(values)
+    return min(values) if any(word in metric for word in ("loss", "error", "distance")) else max(values)
