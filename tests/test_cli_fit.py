@@ -138,3 +138,43 @@ def test_stray_keras_import_with_another_backend_fails_loudly():
 
     with pytest.raises(UserError, match="unknown backend; valid backends: tensorflow, jax"):
         select_backend("torch")
+
+
+def test_debug_flag_shows_the_traceback(cli, capsys):
+    assert cli("--debug", "fit", "--task", "nope") == 2
+    err = capsys.readouterr().err
+    assert "Traceback (most recent call last)" in err and "UserError: unknown task 'nope'" in err
+
+
+def test_unknown_backend_is_refused_before_anything_runs():
+    proc = run_cli_subprocess("--backend", "torch", "tasks")
+    assert proc.returncode == 2
+    assert "argument --backend: invalid choice: 'torch'" in proc.stderr
+
+
+def test_tensorboard_command_serves_the_log_root_and_prints_its_url(tmp_path):
+    import socket
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    from conftest import ROOT
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen([sys.executable, str(ROOT / "cli.py"), "tensorboard", "--logdir", str(tmp_path),
+                             "--port", str(port), "--host", "127.0.0.1"],
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        line = ""
+        end = time.time() + 120
+        while time.time() < end and "TensorBoard http" not in line:
+            line = proc.stdout.readline()
+        assert f"http://127.0.0.1:{port}/" in line
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=30) as resp:
+            assert resp.status == 200
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
