@@ -1,0 +1,30 @@
+"""A convolutional denoising autoencoder (functional API): noisy image in, clean image out."""
+
+import keras
+from keras import layers
+
+
+def conv_autoencoder(input_shape, width=32, name="denoising_autoencoder"):
+    """Two stride-2 conv stages down to (H/4, W/4, 2*width), two transposed-conv stages back up.
+
+    The output is a sigmoid image in [0, 1] with the input's channel count; the bottleneck has
+    no skip connections, so the model must learn what shapes look like to remove the noise.
+    """
+    inputs = keras.Input(input_shape, name="noisy_image")
+    # Encoder: 3x3 convs, downsample by stride 2.
+    x = layers.Conv2D(width, 3, padding="same", activation="relu")(inputs)
+    x = layers.Conv2D(width, 3, strides=2, padding="same", activation="relu")(x)
+    x = layers.Conv2D(2 * width, 3, padding="same", activation="relu")(x)
+    x = layers.Conv2D(2 * width, 3, strides=2, padding="same", activation="relu", name="bottleneck")(x)
+    # Decoder: transposed convs back to full size.
+    x = layers.Conv2DTranspose(2 * width, 3, strides=2, padding="same", activation="relu")(x)
+    x = layers.Conv2D(width, 3, padding="same", activation="relu")(x)
+    x = layers.Conv2DTranspose(width, 3, strides=2, padding="same", activation="relu")(x)
+    outputs = layers.Conv2D(input_shape[-1], 3, padding="same", activation="sigmoid", name="clean_image")(x)
+    return keras.Model(inputs, outputs, name=name)
+
+
+def psnr(y_true, y_pred):
+    """Per-image peak signal-to-noise ratio in dB for images in [0, 1] (higher is better)."""
+    mse = keras.ops.mean(keras.ops.square(y_true - y_pred), axis=(1, 2, 3))
+    return 10.0 * keras.ops.log(1.0 / keras.ops.maximum(mse, 1e-10)) / keras.ops.log(10.0)

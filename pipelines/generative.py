@@ -1,0 +1,155 @@
+"""Unlabelled image sources and transforms for the generative tasks (GAN, VAE, autoencoder).
+
+Every source becomes a finite dataset of float32 images in [0, 1], shape (size, size, channels):
+generated shapes (the embedded default, plain scenes without clutter so the shapes are the
+content; see `generated`), TFDS image sets (`tfds:mnist`, `tfds:fashion_mnist`, anything with an `image`
+feature) and folders of image files (searched recursively). Tasks then map the images to
+their own range and targets with the helpers below.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import tensorflow as tf
+
+from errors import DataError
+from pipelines import files, shapes
+from pipelines.data import DataSpec, split_counts
+
+AUTOTUNE = tf.data.AUTOTUNE
+
+
+@dataclass
+class ImageSet:
+    train: tf.data.Dataset  # float32 images in [0, 1]
+    val: tf.data.Dataset
+    num_train: int
+    num_val: int
+    source: str
+
+
+def shapes_spec(size: int) -> shapes.SceneSpec:
+    """One object per scene, no clutter, little noise: the shapes are what a model must learn."""
+    return shapes.SceneSpec(size=size, max_clutter=0, noise=0.02, min_scale=0.55, max_scale=0.9)
+
+
+def _to_channels(images: np.ndarray, channels: int) -> np.ndarray:
+    if images.shape[-1] == channels:
+        return images
+    if channels == 1:  # ITU-R 601 luma, as PIL's "L" mode
+        luma = images[..., :3].astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
+        return np.clip(np.round(luma), 0, 255).astype(np.uint8)[..., None]
+    return np.repeat(images, 3, axis=-1)
+
+
+def _from_uint8(images: np.ndarray) -> tf.data.Dataset:
+    return tf.data.Dataset.from_tensor_slices(images).map(
+        lambda x: tf.cast(x, tf.float32) / 255.0, num_parallel_calls=AUTOTUNE)
+
+
+STYLES = ("silhouette", "scene")
+
+
+def _generated_split(spec, n, seed, split, style, channels) -> np.ndarray:
+    arrays = shapes.generate_arrays(spec, n, seed, split)
+    if style == "silhouette":  # white shape on black, from the generator's per-pixel mask
+        return _to_channels((arrays["masks"] > 0).astype(np.uint8)[..., None] * 255, channels)
+    return _to_channels(arrays["images"], channels)
+
+
+def generated(size: int, channels: int, num_train: int, num_val: int, seed: int, style: str = "silhouette") -> ImageSet:
+    """Shapes scenes. `silhouette`: the shape's mask, white on black (what a small generative model
+    learns within minutes on a CPU); `scene`: the rendered image (random grey/colour background,
+    gradient, noise), much harder to generate."""
+    spec = shapes_spec(size)
+    train = _generated_split(spec, num_train, seed, "train", style, channels)
+    val = _generated_split(spec, num_val, seed, "validation", style, channels)
+    return ImageSet(_from_uint8(train), _from_uint8(val), num_train, num_val, f"generated shapes ({style})")
+
+
+def from_tfds(name: str, size: int, channels: int, val_fraction: float) -> ImageSet:
+    from pipelines import tfds_source
+
+    datasets, counts, tinfo = tfds_source.load_tfds(name)
+    if "image" not in tinfo.features:
+        raise DataError(f"--data tfds:{name}: expected an 'image' feature, has {list(tinfo.features)}")
+    train, val, n_train, n_val = tfds_source.train_val_splits(datasets, counts, val_fraction)
+
+    def convert(ex):
+        img = tf.cast(ex["image"], tf.float32)
+        if img.shape[-1] != channels:
+            img = tf.image.rgb_to_grayscale(img) if channels == 1 else tf.image.grayscale_to_rgb(img)
+        return tf.image.resize(img, (size, size), antialias=True) / 255.0
+
+    return ImageSet(train.map(convert, num_parallel_calls=AUTOTUNE), val.map(convert, num_parallel_calls=AUTOTUNE),
+                    n_train, n_val, f"tfds:{name}")
+
+
+def list_images_recursive(root: Path) -> list[Path]:
+    return sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in files.IMAGE_SUFFIXES)
+
+
+def from_folder(root: Path, size: int, channels: int, val_fraction: float, seed: int) -> ImageSet:
+    if not root.is_dir():
+        raise DataError(f"--data {root}: expected a folder of images (sub-folders are searched too)")
+    paths = list_images_recursive(root)
+    if not paths:
+        raise DataError(f"--data {root}: the folder holds no images ({', '.join(files.IMAGE_SUFFIXES)})")
+    images = files.load_images(paths, (size, size), channels)
+    n_train, n_val = split_counts(len(images), val_fraction, str(root))
+    order = np.random.default_rng(seed).permutation(len(images))
+    return ImageSet(_from_uint8(images[order[:n_train]]), _from_uint8(images[order[n_train:]]),
+                    n_train, n_val, str(root))
+
+
+def load(spec: DataSpec, *, size: int, channels: int, num_train: int, num_val: int, seed: int,
+         val_fraction: float, style: str = "silhouette") -> ImageSet:
+    """The image set `--data` names (see the module docstring)."""
+    if spec.kind == "embedded":
+        return generated(size, channels, num_train, num_val, seed, style)
+    if spec.kind == "tfds":
+        return from_tfds(spec.value, size, channels, val_fraction)
+    return from_folder(spec.path, size, channels, val_fraction, seed)
+
+
+# --- transforms -------------------------------------------------------------------------------------
+
+
+def to_signed(image):
+    """[0, 1] -> [-1, 1] (the GAN generator ends in tanh)."""
+    return image * 2.0 - 1.0
+
+
+def add_noise(image, seed, stddev: float):
+    """Gaussian pixel noise from a stateless seed, clipped back to [0, 1]."""
+    noise = tf.random.stateless_normal(tf.shape(image), seed=seed, stddev=stddev)
+    return tf.clip_by_value(image + noise, 0.0, 1.0)
+
+
+def noisy_training_augment(stddev: float):
+    """augment hook: (clean, clean, seed) -> (noisy, clean); new noise every epoch, replayable."""
+
+    def augment(image, target, seed):
+        return add_noise(image, seed, stddev), target
+
+    return augment
+
+
+def noisy_pairs_fixed(ds: tf.data.Dataset, stddev: float, seed: int) -> tf.data.Dataset:
+    """Validation pairs (noisy, clean) whose noise depends only on (seed, index): the same every epoch."""
+    return ds.enumerate().map(
+        lambda i, x: (add_noise(x, tf.stack([tf.constant(seed + 7919, tf.int64), i]), stddev), x),
+        num_parallel_calls=AUTOTUNE, deterministic=True)
+
+
+def mean_psnr(ds: tf.data.Dataset, batch_size: int = 256) -> float:
+    """Mean per-image PSNR (dB, peak 1.0) between the inputs and targets of a pair dataset."""
+    total, count = 0.0, 0
+    for x, y in ds.batch(batch_size).as_numpy_iterator():
+        mse = np.mean((x - y) ** 2, axis=(1, 2, 3))
+        total += float(np.sum(10.0 * np.log10(1.0 / np.maximum(mse, 1e-10))))
+        count += len(x)
+    return total / max(1, count)
