@@ -60,6 +60,13 @@ class Task:
     extra_callbacks: Optional[Callable] = None  # (cfg, data, run_dir) -> list[keras.callbacks.Callback]
     # (model, cfg, info, optimizer) -> None: compile a model whose compile() differs (e.g. a GAN).
     compile: Optional[Callable] = None
+    # (model, dataset, cfg, info) -> dict: metrics `evaluate` adds to model.evaluate's (e.g. COCO mAP,
+    # which needs decoding over the whole split); it may print a report such as a summary table.
+    evaluate_extra: Optional[Callable] = None
+    # (cfg, saved DataInfo) -> Data: evaluate's datasets, reusing what fit learned from the training
+    # split (e.g. a vocabulary in info.extra) instead of learning it again. None: build_datasets(cfg).
+    rebuild_datasets: Optional[Callable] = None
+    visualize_examples: int = 32  # validation examples handed to visualize (e.g. more for a confusion matrix)
     best_metric: str = "val_loss"  # default metric for the best checkpoint ("val_loss" minimised)
 
 
