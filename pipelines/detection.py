@@ -175,7 +175,7 @@ def read_yolo(image_dir: Path, label_dir: Path) -> list[Record]:
         if not label.is_file():
             raise DataError(f"{image}: no label file {label} (an empty file marks an image with no objects)")
         rec = Record(image)
-        for lineno, line in enumerate(label.read_text().splitlines(), start=1):
+        for lineno, line in enumerate(files.read_text(label).splitlines(), start=1):
             if not line.strip():
                 continue
             where = f"{label}:{lineno}"
@@ -202,7 +202,7 @@ def read_yolo_names(root: Path) -> tuple[str, ...] | None:
         import yaml
 
         try:
-            doc = yaml.safe_load(path.read_text()) or {}
+            doc = yaml.safe_load(files.read_text(path)) or {}
         except yaml.YAMLError as exc:
             raise DataError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
         names = doc.get("names") if isinstance(doc, dict) else None
@@ -211,7 +211,7 @@ def read_yolo_names(root: Path) -> tuple[str, ...] | None:
         if isinstance(names, list):
             return tuple(map(str, names))
     if (root / "classes.txt").is_file():
-        return tuple(line.strip() for line in (root / "classes.txt").read_text().splitlines() if line.strip())
+        return tuple(line.strip() for line in files.read_text(root / "classes.txt").splitlines() if line.strip())
     return None
 
 

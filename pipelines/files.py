@@ -26,6 +26,16 @@ def one_line(exc: BaseException) -> str:
     return f"{exc.__class__.__name__}: {text}" if text else exc.__class__.__name__
 
 
+def read_text(path: Path) -> str:
+    """A text file's contents, or a DataError naming it (unreadable, not UTF-8)."""
+    try:
+        return Path(path).read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{path}: not a UTF-8 text file (byte {exc.start})") from None
+    except OSError as exc:
+        raise DataError(f"{path}: cannot read ({one_line(exc)})") from None
+
+
 def require_files(inputs: list[str]) -> list[Path]:
     """Input paths given on the command line, each checked to exist."""
     if not inputs:

@@ -14,14 +14,55 @@ from hypothesis import strategies as st
 from errors import UserError
 from pipelines import files
 
+def _with_image(path: Path, name: str = "x.png") -> Path:
+    """A folder beside the fuzzed file holding one valid image, for label parsers to point at."""
+    folder = path.parent / "images"
+    folder.mkdir(exist_ok=True)
+    if not (folder / name).exists():
+        from PIL import Image
+
+        Image.new("RGB", (8, 8)).save(folder / name)
+    return folder
+
+
+def _yolo_label(path: Path):
+    images = _with_image(path)
+    labels = path.parent / "labels"
+    labels.mkdir(exist_ok=True)
+    (labels / "x.txt").write_bytes(path.read_bytes())
+    return detection.read_yolo(images, labels)
+
+
+def _voc_xml(path: Path):
+    images = _with_image(path)
+    xmls = path.parent / "xml"
+    xmls.mkdir(exist_ok=True)
+    (xmls / "x.xml").write_bytes(path.read_bytes())
+    return detection.read_voc(xmls, [images])
+
+
+def _yolo_names(path: Path):
+    root = path.parent / "yolo"
+    root.mkdir(exist_ok=True)
+    (root / "data.yaml").write_bytes(path.read_bytes())
+    return detection.read_yolo_names(root)
+
+
+from pipelines import detection  # noqa: E402
+
 PARSERS = {
     "idx": lambda p: files.read_idx(p),
     "image": lambda p: files.load_image(p, (8, 8)),
     "image_gray": lambda p: files.load_image(p, None, channels=1),
+    "detection_csv": lambda p: detection.read_csv(p, [_with_image(p)]),
+    "detection_yolo_label": _yolo_label,
+    "detection_voc_xml": _voc_xml,
+    "detection_yolo_names": _yolo_names,
 }
 
 # Real headers make the fuzzer reach past the magic-number checks.
-PREFIXES = [b"", b"\x00\x00\x08\x03", b"\x00\x00\x08\x01\x00\x00\x00\x02", b"\x89PNG\r\n\x1a\n",
+PREFIXES = [b"", b"filename,width,height,class,xmin,ymin,xmax,ymax\nx.png,", b"0 0.5 0.5 ", b"<annotation><object>",
+            b"names: ", b"\x00\x00\x08\x03", b"\x00\x00\x08\x01\x00\x00\x00\x02", b"\x89PNG\r\n\x1a\n",
             b"\xff\xd8\xff\xe0", b"\x1f\x8b\x08\x00", b"GIF89a", b"BM"]
 
 FUZZ = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
