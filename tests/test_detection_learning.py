@@ -4,7 +4,7 @@ One short run on generated scenes (64x64, 3 classes, 1-3 objects) is shared by t
 module. A detector that has learned nothing scores mAP@0.5 of about 0; this run (4 epochs of 40
 steps, width 16) measured held-out mAP@0.5 0.27 on TensorFlow and 0.30 on JAX. The raccoon test
 trains on real photos (one class) and skips when ../shared/data/raccoon is absent; its short run
-measured mAP@0.5 0.56 on TensorFlow (note: one central box per image would score 0.60 there, so
+measured mAP@0.5 0.56 on TensorFlow, 0.43 on JAX (note: one central box per image would score 0.60 there, so
 this proves learning "clearly above zero", not a useful raccoon detector).
 """
 
