@@ -2,4 +2,5 @@
 
 from tasks import classification  # noqa: F401
 from tasks import detection  # noqa: F401
+from tasks import text_classification  # noqa: F401
 from tasks import autoencoder, gan, vae  # noqa: F401

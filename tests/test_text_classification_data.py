@@ -1,0 +1,161 @@
+"""Text classification data: every format, its one-line errors, TFDS under mock_data, the vocabulary."""
+
+import numpy as np
+import pytest
+
+from errors import DataError, UserError
+from pipelines import text as text_data
+from tasks.base import get_task, resolve_config
+
+TASK = "text-classification"
+
+
+def _cfg(data, *sets, preset="debug"):
+    return resolve_config(get_task(TASK), preset, sets=[f"data={data}", *sets])
+
+
+def _build(data, *sets):
+    return get_task(TASK).build_datasets(_cfg(data, *sets))
+
+
+def _all(ds):
+    xs, ys = zip(*ds.as_numpy_iterator())
+    return np.stack(xs), np.asarray(ys)
+
+
+def _write(path, text):
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_generated_default_is_balanced_deterministic_and_non_trivial():
+    texts, labels = text_data.generated_sentiment(600, 0, "train")
+    again, _ = text_data.generated_sentiment(600, 0, "train")
+    val, _ = text_data.generated_sentiment(600, 0, "validation")
+    assert texts == again and texts != val
+    assert np.bincount(labels, minlength=3).min() > 150  # three classes, roughly balanced
+    joined = " ".join(texts)
+    for cue in (" but ", "although", "not ", "never", "honestly"):  # contrast, negation, noise
+        assert cue in joined, cue
+    data = _build("embedded")
+    assert data.info.class_names == ("negative", "neutral", "positive")
+    x, y = _all(data.val)
+    assert x.shape == (64, 24) and x.dtype == np.int32 and set(y) <= {0, 1, 2}
+
+
+def test_label_sentence_folder_trains_on_train_and_validates_on_test_or_dev(tmp_path):
+    _write(tmp_path / "stsa.binary.train", "1 a great , moving film\n0 dull and boring\n1 great fun\n0 not good\n")
+    _write(tmp_path / "stsa.binary.test", "0 boring film\n1 great\n")
+    _write(tmp_path / "stsa.binary.dev", "1 moving\n")
+    data = _build(tmp_path)
+    assert (data.info.num_train, data.info.num_val) == (4, 2) and data.info.class_names == ("0", "1")
+    vocab = data.info.extra["vocabulary"]
+    assert vocab[:2] == ["", "[UNK]"] and "great" in vocab and "," not in vocab  # punctuation stripped
+    x, y = _all(data.val)
+    assert y.tolist() == [0, 1] and x[0, 0] == vocab.index("boring") and x[0, 2] == 0  # padded with 0
+    assert _build(tmp_path, "heldout=dev").info.num_val == 1
+
+
+def test_label_sentence_errors_name_file_and_line(tmp_path):
+    bad = _write(tmp_path / "a.txt", "1 fine\n\n0 bad\n")
+    with pytest.raises(DataError, match=r"a\.txt line 2: empty line \(expected 'label sentence'\)"):
+        _build(bad)
+    _write(bad, "1 fine\n0\n")
+    with pytest.raises(DataError, match=r"a\.txt line 2: expected 'label sentence', got only '0'"):
+        _build(bad)
+    folder = tmp_path / "split"
+    folder.mkdir()
+    _write(folder / "x.train", "1 good\n0 bad\n1 nice\n")
+    _write(folder / "x.test", "1 good\n2 what\n")
+    with pytest.raises(DataError, match=r"x\.test line 2: unknown label '2' \(known labels: 0, 1\)"):
+        _build(folder)
+
+
+def test_csv_and_tsv_with_named_columns(tmp_path):
+    rows = [("i love it", "happy"), ('so "bad", really', "sad"), ("meh", "neutral")] * 10
+    csv_path = tmp_path / "reviews.csv"
+    import csv
+
+    with csv_path.open("w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["id", "review", "mood"])
+        w.writerows([(i, t, m) for i, (t, m) in enumerate(rows)])
+    data = _build(csv_path, "text_column=review", "label_column=mood", "val_fraction=0.2")
+    assert data.info.class_names == ("happy", "neutral", "sad")
+    assert (data.info.num_train, data.info.num_val) == (24, 6)
+    tsv = _write(tmp_path / "r.tsv", "label\ttext\n" + "".join(f"{m}\t{t}\n" for t, m in rows))
+    assert _build(tsv, "classes=sad,neutral,happy").info.class_names == ("sad", "neutral", "happy")
+
+
+def test_csv_errors_name_file_and_line(tmp_path):
+    path = _write(tmp_path / "d.csv", "text,label\nhello,a\nbye,b\n")
+    with pytest.raises(DataError, match=r"d\.csv line 1: no column 'review' in the header \(text, label\); "
+                                        r"choose one with --set text_column=NAME"):
+        _build(path, "text_column=review")
+    _write(path, "text,label\nhello,a\n\nbye,b\n")
+    with pytest.raises(DataError, match=r"d\.csv line 3: empty line"):
+        _build(path)
+    _write(path, "text,label\nhello,a\nbye\n")
+    with pytest.raises(DataError, match=r"d\.csv line 3: expected 2 fields, got 1"):
+        _build(path)
+    _write(path, "text,label\nhello,a\n,b\n")
+    with pytest.raises(DataError, match=r"d\.csv line 3: empty text in column 'text'"):
+        _build(path)
+    _write(path, "text,label\nhello,a\nbye,b\nwho,c\n")
+    with pytest.raises(DataError, match=r"d\.csv line 4: unknown label 'c' \(known labels: a, b\)"):
+        _build(path, "classes=a,b")
+
+
+def test_class_folders_of_txt_files(tmp_path):
+    for label, words in (("neg", "awful dull"), ("pos", "great fun")):
+        (tmp_path / label).mkdir()
+        for i in range(5):
+            _write(tmp_path / label / f"{i}.txt", f"{words} {i}\nsecond line")
+    data = _build(tmp_path, "val_fraction=0.2")
+    assert data.info.class_names == ("neg", "pos") and (data.info.num_train, data.info.num_val) == (8, 2)
+    _write(tmp_path / "pos" / "empty.txt", "\n")
+    with pytest.raises(DataError, match=r"pos/empty\.txt: empty text file"):
+        _build(tmp_path)
+    (tmp_path / "pos" / "empty.txt").unlink()
+    (tmp_path / "other").mkdir()
+    with pytest.raises(DataError, match=r"other: class folder holds no \.txt files"):
+        _build(tmp_path)
+
+
+def test_unusable_paths_are_one_line_errors(tmp_path):
+    _write(tmp_path / "notes.md", "hello")
+    with pytest.raises(DataError, match=r"expected a CSV/TSV or 'label sentence' file, a folder of class"):
+        _build(tmp_path)
+    with pytest.raises(UserError, match=r"--data .*nope: no such file or directory"):
+        _build(tmp_path / "nope")
+    one = _write(tmp_path / "one.txt", "1 good\n1 great\n1 fine\n")
+    with pytest.raises(DataError, match="expected at least 2 classes"):
+        _build(one)
+
+
+@pytest.mark.parametrize("name, classes", [("imdb_reviews", ("neg", "pos")), ("glue/sst2", ("negative", "positive"))])
+def test_tfds_text_datasets_under_mock_data(name, classes):
+    import tensorflow_datasets as tfds
+
+    with tfds.testing.mock_data(num_examples=24):
+        data = _build(f"tfds:{name}")
+        assert data.info.source == f"tfds:{name}" and data.info.class_names == classes
+        assert len(data.info.extra["vocabulary"]) > 2
+        x, y = _all(data.train)
+        assert x.shape == (24, 24) and x.dtype == np.int32 and set(y.tolist()) <= {0, 1}
+
+
+def test_evaluate_data_reuses_the_saved_vocabulary_and_class_order(tmp_path):
+    """rebuild_datasets never re-learns: other training text gives the same ids as at fit time."""
+    task = get_task(TASK)
+    path = _write(tmp_path / "a.txt", "1 good film\n0 bad film\n1 good\n0 bad\n1 nice\n")
+    fitted = task.build_datasets(_cfg(path)).info
+    _write(path, "1 zebra quartz good\n0 zebra bad\n1 zebra\n0 quartz\n1 good\n")
+    relearned = task.build_datasets(_cfg(path)).info.extra["vocabulary"]
+    assert "zebra" in relearned
+    again = task.rebuild_datasets(_cfg(path), fitted)
+    assert again.info.extra["vocabulary"] == fitted.extra["vocabulary"]
+    x, _ = _all(again.train.concatenate(again.val))
+    assert "zebra" not in fitted.extra["vocabulary"] and (x == 1).any()  # unseen words map to [UNK]
+    ids = text_data.tokenize_texts(["good zebra"], fitted.extra["vocabulary"], 4, "lower_and_strip_punctuation")
+    assert ids.tolist() == [[fitted.extra["vocabulary"].index("good"), 1, 0, 0]]
