@@ -257,7 +257,7 @@ def confusion_matrix(true: np.ndarray, pred: np.ndarray, num_classes: int) -> np
 def confusion_image(cm: np.ndarray, names: tuple) -> np.ndarray:
     """Rows = true class, columns = predicted; shade = share of the row; counts written in cells."""
     k = len(cm)
-    cell = 44 if k <= 10 else max(14, 440 // k)
+    cell = 60 if k <= 8 else max(14, 480 // k)
     label_w, top = 90, 40
     img = Image.new("RGB", (label_w + k * cell + 4, top + k * cell + 18), (255, 255, 255))
     draw = ImageDraw.Draw(img)

@@ -106,6 +106,7 @@ def test_visualize_counts_every_example_once():
     assert "1 of the first 5" in table and "| x y\\|z | b | c | 0.33 |" in table
 
 
+@pytest.mark.filterwarnings("ignore:Layer 'position_embedding'")  # keras-hub inner layer; the mask is kept
 @pytest.mark.parametrize("model", ["bilstm", "transformer"])
 def test_recurrent_and_transformer_models_train_on_token_ids(model):
     import keras
