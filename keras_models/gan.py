@@ -14,13 +14,15 @@ import keras
 import numpy as np
 from keras import layers, ops
 
+from keras_models.autoencoder import upsample
 from keras_models.gan_steps import GANSteps
 
 BN_MOMENTUM = 0.9
 
 
-def generator(output_shape, latent_dim=64, width=32, name="generator"):
-    """z -> Dense -> (H/8, W/8, 4w) -> three stride-2 transposed convs -> tanh image in [-1, 1]."""
+def generator(output_shape, latent_dim=64, width=32, upsampling="resize", name="generator"):
+    """z -> Dense -> (H/8, W/8, 4w) -> three 2x upsampling stages (see autoencoder.upsample) ->
+    tanh image in [-1, 1]."""
     h, w, c = output_shape
     z = keras.Input((latent_dim,), name="z")
     x = layers.Dense((h // 8) * (w // 8) * 4 * width, use_bias=False)(z)
@@ -28,10 +30,10 @@ def generator(output_shape, latent_dim=64, width=32, name="generator"):
     x = layers.ReLU()(x)
     x = layers.Reshape((h // 8, w // 8, 4 * width))(x)
     for mult in (2, 1):
-        x = layers.Conv2DTranspose(mult * width, 4, strides=2, padding="same", use_bias=False)(x)
+        x = upsample(x, mult * width, upsampling, kernel=4, use_bias=False)
         x = layers.BatchNormalization(momentum=BN_MOMENTUM)(x)
         x = layers.ReLU()(x)
-    image = layers.Conv2DTranspose(c, 4, strides=2, padding="same", activation="tanh", name="image")(x)
+    image = upsample(x, c, upsampling, kernel=4, activation="tanh", name="image")
     return keras.Model(z, image, name=name)
 
 
@@ -168,6 +170,8 @@ class GAN(GANSteps, keras.Model):
     of samples from a fixed latent batch; lower is better).
     """
 
+    EVAL_LATENTS = 1024  # validation batches may hold at most this many images
+
     def __init__(self, generator, discriminator, seed=0, **kwargs):
         super().__init__(**kwargs)
         self.generator = generator
@@ -176,6 +180,9 @@ class GAN(GANSteps, keras.Model):
         self.latent_dim = generator.input_shape[-1]
         self.seed_generator = keras.random.SeedGenerator(seed)
         self.features = RandomFeatures(discriminator.input_shape[1:])
+        # The evaluation latents: numpy constants, so both backends score the very same samples.
+        self.eval_latents = np.random.default_rng(self.seed + 1).normal(
+            size=(self.EVAL_LATENTS, self.latent_dim)).astype("float32")
         self.loss_tracker = keras.metrics.Mean(name="loss")
         self.d_loss_tracker = keras.metrics.Mean(name="d_loss")
         self.g_loss_tracker = keras.metrics.Mean(name="g_loss")
@@ -216,7 +223,7 @@ class GAN(GANSteps, keras.Model):
     def evaluation_logs(self, real):
         """Losses on a real validation batch and the sample distance to a fixed latent batch."""
         n = ops.shape(real)[0]
-        z = keras.random.normal((n, self.latent_dim), seed=self.seed + 1)  # int seed: the same every call
+        z = ops.convert_to_tensor(self.eval_latents)[:n]  # the same latents every call, on every backend
         fake = self.generator(z, training=False)
         real_logits = self.discriminator(real, training=False)
         fake_logits = self.discriminator(fake, training=False)
@@ -239,7 +246,7 @@ class GAN(GANSteps, keras.Model):
         return cls(**config)
 
 
-def dcgan(image_shape, latent_dim=64, width=32, seed=0):
+def dcgan(image_shape, latent_dim=64, width=32, seed=0, upsampling="resize"):
     if image_shape[0] % 8 or image_shape[1] % 8:
         raise ValueError(f"GAN image size must be a multiple of 8, got {image_shape[:2]}")
-    return GAN(generator(image_shape, latent_dim, width), discriminator(image_shape, width), seed=seed, name="dcgan")
+    return GAN(generator(image_shape, latent_dim, width, upsampling), discriminator(image_shape, width), seed=seed, name="dcgan")

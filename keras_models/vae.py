@@ -14,7 +14,10 @@ positive).
 import math
 
 import keras
+import numpy as np
 from keras import layers, ops
+
+from keras_models.autoencoder import upsample
 
 
 def encoder(input_shape, latent_dim=16, width=32, name="encoder"):
@@ -28,13 +31,13 @@ def encoder(input_shape, latent_dim=16, width=32, name="encoder"):
     return keras.Model(inputs, [z_mean, z_log_var], name=name)
 
 
-def decoder(output_shape, latent_dim=16, width=32, name="decoder"):
+def decoder(output_shape, latent_dim=16, width=32, upsampling="resize", name="decoder"):
     h, w, c = output_shape
     inputs = keras.Input((latent_dim,), name="z")
     x = layers.Dense((h // 4) * (w // 4) * 2 * width, activation="relu")(inputs)
     x = layers.Reshape((h // 4, w // 4, 2 * width))(x)
-    x = layers.Conv2DTranspose(2 * width, 3, strides=2, padding="same", activation="relu")(x)
-    x = layers.Conv2DTranspose(width, 3, strides=2, padding="same", activation="relu")(x)
+    x = upsample(x, 2 * width, upsampling, activation="relu")
+    x = upsample(x, width, upsampling, activation="relu")
     outputs = layers.Conv2D(c, 3, padding="same", activation="sigmoid", name="image_mean")(x)
     return keras.Model(inputs, outputs, name=name)
 
@@ -42,6 +45,8 @@ def decoder(output_shape, latent_dim=16, width=32, name="decoder"):
 @keras.saving.register_keras_serializable(package="keras_baselines")
 class VAE(keras.Model):
     """z ~ q(z|x) by the reparameterisation trick; loss = reconstruction + beta * KL."""
+
+    EVAL_NOISE = 1024  # evaluation batches may hold at most this many images
 
     def __init__(self, encoder, decoder, beta=1.0, decoder_std=0.1, seed=0, **kwargs):
         super().__init__(**kwargs)
@@ -52,6 +57,10 @@ class VAE(keras.Model):
         self.seed = int(seed)
         self.latent_dim = decoder.input_shape[-1]
         self.seed_generator = keras.random.SeedGenerator(seed)
+        # Evaluation noise: numpy constants, so validation ELBOs are the same estimate every epoch
+        # and on every backend (training draws fresh noise from the seed generator).
+        self.eval_noise = np.random.default_rng(self.seed + 1).normal(
+            size=(self.EVAL_NOISE, self.latent_dim)).astype("float32")
         self.reconstruction_tracker = keras.metrics.Mean(name="reconstruction_loss")
         self.kl_tracker = keras.metrics.Mean(name="kl")
         self.elbo_tracker = keras.metrics.Mean(name="elbo")
@@ -60,7 +69,10 @@ class VAE(keras.Model):
     def call(self, images, training=False):
         """Returns the reconstruction and the posterior's parameters (the loss needs them)."""
         z_mean, z_log_var = self.encoder(images, training=training)
-        eps = keras.random.normal(ops.shape(z_mean), seed=self.seed_generator)
+        if training:
+            eps = keras.random.normal(ops.shape(z_mean), seed=self.seed_generator)
+        else:
+            eps = ops.convert_to_tensor(self.eval_noise)[: ops.shape(z_mean)[0]]
         z = z_mean + ops.exp(0.5 * z_log_var) * eps
         return {"reconstruction": self.decoder(z, training=training), "z_mean": z_mean, "z_log_var": z_log_var}
 
@@ -95,8 +107,8 @@ class VAE(keras.Model):
         return cls(**config)
 
 
-def conv_vae(input_shape, latent_dim=16, width=32, beta=1.0, decoder_std=0.1, seed=0):
+def conv_vae(input_shape, latent_dim=16, width=32, beta=1.0, decoder_std=0.1, seed=0, upsampling="resize"):
     if input_shape[0] % 4 or input_shape[1] % 4:
         raise ValueError(f"VAE image size must be a multiple of 4, got {input_shape[:2]}")
-    return VAE(encoder(input_shape, latent_dim, width), decoder(input_shape, latent_dim, width),
+    return VAE(encoder(input_shape, latent_dim, width), decoder(input_shape, latent_dim, width, upsampling),
                beta=beta, decoder_std=decoder_std, seed=seed, name="conv_vae")

@@ -38,7 +38,7 @@ def _clean_pair(image):
 
 
 def build_model(cfg: AutoencoderConfig, info) -> keras.Model:
-    return autoencoder.conv_autoencoder(info.input_shape, width=cfg.width)
+    return autoencoder.conv_autoencoder(info.input_shape, width=cfg.width, upsampling=cfg.upsampling)
 
 
 def loss(cfg, info):

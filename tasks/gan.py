@@ -9,6 +9,7 @@ import keras
 import numpy as np
 
 from keras_models import gan as gan_models
+from errors import UserError
 from pipelines import Data, generative
 from tasks import generative_common as common
 from tasks.base import Task, register
@@ -35,8 +36,15 @@ def _real_pair(image):
     return generative.to_signed(image), 0.0
 
 
+def _check_batch_size(cfg):
+    if cfg.batch_size > gan_models.GAN.EVAL_LATENTS:
+        raise UserError(f"--batch-size {cfg.batch_size}: at most {gan_models.GAN.EVAL_LATENTS} for this task (fixed evaluation noise)")
+
+
 def build_model(cfg: GANConfig, info):
-    return gan_models.dcgan(info.input_shape, latent_dim=cfg.latent_dim, width=cfg.width, seed=cfg.seed)
+    _check_batch_size(cfg)
+    return gan_models.dcgan(info.input_shape, latent_dim=cfg.latent_dim, width=cfg.width, seed=cfg.seed,
+                            upsampling=cfg.upsampling)
 
 
 def loss(cfg, info):

@@ -23,6 +23,9 @@ class ImageGenConfig(TrainConfig):
     val_fraction: float = field(default=0.1, metadata={"help": "held out when a source has no validation split"})
     shapes_style: str = field(default="silhouette", metadata={
         "choices": generative.STYLES, "help": "embedded data: silhouette (white shape on black) | scene (rendered image)"})
+    upsampling: str = field(default="resize", metadata={
+        "choices": ("resize", "transpose"),
+        "help": "decoder/generator upsampling: resize (nearest + conv; fast on JAX CPU) | transpose (transposed conv)"})
     width: int = field(default=32, metadata={"help": "filters in the first conv stage"})
     weight_decay: float = 0.0
 

@@ -9,6 +9,7 @@ import keras
 import numpy as np
 
 from keras_models import vae as vae_models
+from errors import UserError
 from pipelines import Data
 from tasks import generative_common as common
 from tasks.base import Task, register
@@ -35,9 +36,15 @@ def _image_is_target(image):
     return image, image
 
 
+def _check_batch_size(cfg):
+    if cfg.batch_size > vae_models.VAE.EVAL_NOISE:
+        raise UserError(f"--batch-size {cfg.batch_size}: at most {vae_models.VAE.EVAL_NOISE} for this task (fixed evaluation noise)")
+
+
 def build_model(cfg: VAEConfig, info):
+    _check_batch_size(cfg)
     return vae_models.conv_vae(info.input_shape, latent_dim=cfg.latent_dim, width=cfg.width, beta=cfg.beta,
-                               decoder_std=cfg.decoder_std, seed=cfg.seed)
+                               decoder_std=cfg.decoder_std, seed=cfg.seed, upsampling=cfg.upsampling)
 
 
 def loss(cfg, info):

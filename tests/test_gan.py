@@ -1,8 +1,9 @@
 """The GAN task: per-backend steps learn, checkpoints carry both optimizers, predict writes a grid.
 
 Measured on the tiny run below (2 CPU cores): the validation sample distance (kernel distance of
-random-conv features, lower is better) falls from about 0.05 after epoch 1 to about 0.01 after
-epoch 3 on both backends; asserted: the last epoch's is under 60% of the first's.
+random-conv features, lower is better) by epoch was 0.21, 0.15, 0.06, 0.006 on TensorFlow and
+0.27, 0.13, 0.04, 0.04 on JAX; asserted: the last epoch's is under half the first's. (Tiny GANs
+are noisy: with 3 epochs of 20 steps the score sometimes rose, so the run has 160 steps.)
 """
 
 import json
@@ -22,9 +23,9 @@ def gan_run(tmp_path_factory):
     import cli
 
     run = tmp_path_factory.mktemp("gan") / "run"
-    rc = cli.main(["fit", "--task", "gan", "--preset", "debug", "--epochs", "3", "--run-dir", str(run),
-                   "--set", "num_train=640", "--set", "num_val=64", "--set", "learning_rate=1e-3",
-                   "--set", "width=16", "--quiet"])
+    rc = cli.main(["fit", "--task", "gan", "--preset", "debug", "--epochs", "4", "--batch-size", "16",
+                   "--run-dir", str(run), "--set", "num_train=640", "--set", "num_val=128",
+                   "--set", "learning_rate=5e-4", "--set", "width=16", "--quiet"])
     assert rc == 0
     return run
 
@@ -32,10 +33,10 @@ def gan_run(tmp_path_factory):
 def test_sample_distance_improves_from_first_to_last_epoch(gan_run):
     history = json.loads((gan_run / "history.json").read_text())
     distance = [h["val_sample_distance"] for h in history]
-    assert len(distance) == 3 and distance[-1] < 0.6 * distance[0], f"sample distance by epoch: {distance}"
+    assert len(distance) == 4 and distance[-1] < 0.5 * distance[0], f"sample distance by epoch: {distance}"
     last = history[-1]
     assert last["loss"] == pytest.approx(last["d_loss"] + last["g_loss"], rel=1e-4)
-    assert last["step"] == 3 * (640 // 32)  # model.optimizer.iterations: one per GAN step
+    assert last["step"] == 4 * (640 // 16)  # model.optimizer.iterations: one per GAN step
     assert json.loads((gan_run / "metrics.json").read_text())["best"]["metric"] == "val_sample_distance"
 
 
