@@ -48,7 +48,13 @@ def _yolo_names(path: Path):
     return detection.read_yolo_names(root)
 
 
-from pipelines import detection  # noqa: E402
+def _tsv(path: Path):
+    tsv = path.with_suffix(".tsv")
+    tsv.write_bytes(path.read_bytes())
+    return text.read_file(tsv, "text", "label")
+
+
+from pipelines import detection, segmentation, text  # noqa: E402
 
 PARSERS = {
     "idx": lambda p: files.read_idx(p),
@@ -58,11 +64,15 @@ PARSERS = {
     "detection_yolo_label": _yolo_label,
     "detection_voc_xml": _voc_xml,
     "detection_yolo_names": _yolo_names,
+    "text_label_sentence": lambda p: text.read_label_sentence(p),
+    "text_csv": lambda p: text.read_delimited(p, "text", "label"),
+    "text_tsv": _tsv,
+    "segmentation_mask": lambda p: segmentation.load_mask(p, (8, 8)),
 }
 
 # Real headers make the fuzzer reach past the magic-number checks.
 PREFIXES = [b"", b"filename,width,height,class,xmin,ymin,xmax,ymax\nx.png,", b"0 0.5 0.5 ", b"<annotation><object>",
-            b"names: ", b"\x00\x00\x08\x03", b"\x00\x00\x08\x01\x00\x00\x00\x02", b"\x89PNG\r\n\x1a\n",
+            b"names: ", b"text,label\n", b"1 ", b"\x00\x00\x08\x03", b"\x00\x00\x08\x01\x00\x00\x00\x02", b"\x89PNG\r\n\x1a\n",
             b"\xff\xd8\xff\xe0", b"\x1f\x8b\x08\x00", b"GIF89a", b"BM"]
 
 FUZZ = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
