@@ -25,7 +25,7 @@ DEFAULT_SIZE = {"embedded": 64, "tfds": 128, "path": 128}
 
 @dataclass(frozen=True)
 class SegmentationConfig(TrainConfig):
-    model: str = field(default="unet", metadata={"choices": tuple(MODELS), "help": "unet | unet_light (separable convs, half the filters)"})
+    model: str = field(default="unet", metadata={"choices": tuple(MODELS), "help": "unet | unet_light (half the filters: ~4x fewer weights, ~2x faster on CPU)"})
     epochs: int = 8
     batch_size: int = 16
     learning_rate: float = 3e-3
