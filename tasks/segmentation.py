@@ -35,7 +35,9 @@ class SegmentationConfig(TrainConfig):
     filters: int = field(default=16, metadata={"help": "filters in the first stage (doubled per stage)"})
     dropout: float = field(default=0.0, metadata={"help": "dropout at the bottleneck"})
     batch_norm: bool = field(default=True, metadata={"help": "batch normalisation after each conv"})
-    loss: str = field(default="ce_dice", metadata={"choices": ("ce_dice", "ce", "dice"), "help": "ce_dice (cross-entropy + Dice; default: measured 0.88 vs 0.66 mean IoU for ce alone in the default run) | ce (sparse cross-entropy) | dice"})
+    # CE + Dice by default: in the default run the minority classes learn much sooner with it
+    # (held-out mean IoU 0.87 vs 0.66 for CE alone, same budget, measured on TensorFlow).
+    loss: str = field(default="ce_dice", metadata={"choices": ("ce_dice", "ce", "dice"), "help": "ce_dice (sparse cross-entropy + soft Dice) | ce | dice"})
     augment: bool = field(default=True, metadata={"help": "flip, zoom and crop image and mask together (training only)"})
     max_zoom: float = field(default=0.2, metadata={"help": "augmentation zooms in by up to this fraction"})
     num_train: int = field(default=1024, metadata={"help": "generated training scenes (embedded data)"})
