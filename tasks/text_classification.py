@@ -198,36 +198,29 @@ class SparseF1Score(keras.metrics.F1Score):
         return {**super().get_config(), "num_classes": self.num_classes}
 
 
+class _SparseTop1ClassMetric:
+    """Mixin: a per-class Precision/Recall fed integer labels and logits (prediction = argmax)."""
+
+    def __init__(self, class_id, num_classes, name=None, **kwargs):
+        kwargs.pop("top_k", None)
+        super().__init__(top_k=1, class_id=class_id, name=name, **kwargs)
+        self.num_classes = num_classes
+
+    def update_state(self, y_true, y_pred, sample_weight=None):
+        return super().update_state(_one_hot(y_true, self.num_classes), y_pred, sample_weight)
+
+    def get_config(self):
+        return {**super().get_config(), "num_classes": self.num_classes}
+
+
 @keras.saving.register_keras_serializable(package="keras_baselines")
-class SparseClassPrecision(keras.metrics.Precision):
+class SparseClassPrecision(_SparseTop1ClassMetric, keras.metrics.Precision):
     """Precision of one class, the prediction being the argmax (top-1) of the logits."""
 
-    def __init__(self, class_id, num_classes, name=None, **kwargs):
-        kwargs.pop("top_k", None)
-        super().__init__(top_k=1, class_id=class_id, name=name, **kwargs)
-        self.num_classes = num_classes
-
-    def update_state(self, y_true, y_pred, sample_weight=None):
-        return super().update_state(_one_hot(y_true, self.num_classes), y_pred, sample_weight)
-
-    def get_config(self):
-        return {**super().get_config(), "num_classes": self.num_classes}
-
 
 @keras.saving.register_keras_serializable(package="keras_baselines")
-class SparseClassRecall(keras.metrics.Recall):
+class SparseClassRecall(_SparseTop1ClassMetric, keras.metrics.Recall):
     """Recall of one class, the prediction being the argmax (top-1) of the logits."""
-
-    def __init__(self, class_id, num_classes, name=None, **kwargs):
-        kwargs.pop("top_k", None)
-        super().__init__(top_k=1, class_id=class_id, name=name, **kwargs)
-        self.num_classes = num_classes
-
-    def update_state(self, y_true, y_pred, sample_weight=None):
-        return super().update_state(_one_hot(y_true, self.num_classes), y_pred, sample_weight)
-
-    def get_config(self):
-        return {**super().get_config(), "num_classes": self.num_classes}
 
 
 def metric_name(class_name: str) -> str:

@@ -137,3 +137,18 @@ def test_sst2_cnn_reaches_070_test_accuracy_on_a_short_run(cli, tmp_path):
     info = json.loads((run_dir / "data_info.json").read_text())
     assert (info["num_train"], info["num_val"]) == (6920, 1821)  # train and test files
     assert metrics["validation"]["accuracy"] >= 0.70, metrics["validation"]
+
+
+def test_per_class_precision_and_recall_on_a_hand_computed_case():
+    """Labels 0,0,1,1,2,2 predicted 0,1,1,1,0,2: class 0 P=1/2 R=1/2; class 1 P=2/3 R=1; class 2 P=1 R=1/2."""
+    import numpy as np
+
+    from tasks.text_classification import SparseClassPrecision, SparseClassRecall
+
+    y = np.array([0, 0, 1, 1, 2, 2])
+    logits = np.eye(3, dtype="float32")[[0, 1, 1, 1, 0, 2]]
+    for class_id, precision, recall in ((0, 1 / 2, 1 / 2), (1, 2 / 3, 1.0), (2, 1.0, 1 / 2)):
+        p, r = SparseClassPrecision(class_id, 3), SparseClassRecall(class_id, 3)
+        p.update_state(y, logits)
+        r.update_state(y, logits)
+        assert float(p.result()) == pytest.approx(precision) and float(r.result()) == pytest.approx(recall)
