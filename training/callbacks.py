@@ -38,7 +38,6 @@ class StepTimer(keras.callbacks.Callback):
 
     def on_train_begin(self, logs=None):
         self._train_start = time.perf_counter()
-        self._wall_start = self._wall_start if hasattr(self, "_wall_start") else self._train_start
 
     def on_epoch_begin(self, epoch, logs=None):
         self._last = None
@@ -61,8 +60,7 @@ class StepTimer(keras.callbacks.Callback):
 
     def summary(self) -> dict:
         times = self.step_times
-        out = {"compile_s": self.compile_s, "steps_timed": len(times),
-               "wall_s": time.perf_counter() - self._wall_start if self._train_start else None}
+        out = {"compile_s": self.compile_s, "steps_timed": len(times)}
         if times:
             step = statistics.median(times)
             out.update(step_s=step, step_s_p10=float(np.percentile(times, 10)),
@@ -119,6 +117,11 @@ class TensorBoardLogger(keras.callbacks.Callback):
         self.s.flush()
 
 
+def lower_is_better(metric: str) -> bool:
+    """How a metric's name says which way is better (losses, errors, distances: lower)."""
+    return any(word in metric for word in ("loss", "error", "distance"))
+
+
 class Checkpointer(keras.callbacks.Callback):
     """Atomic checkpoints of weights + optimizer state every epoch (and every N steps).
 
@@ -136,7 +139,7 @@ class Checkpointer(keras.callbacks.Callback):
         self.steps_per_epoch = steps_per_epoch
         self.keep = max(1, keep)
         self.best_metric = best_metric
-        self.minimise = any(word in best_metric for word in ("loss", "error", "distance"))  # lower is better
+        self.minimise = lower_is_better(best_metric)
         self.every_steps = every_steps
         self.history = history if history is not None else []
         self.best = best

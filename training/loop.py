@@ -186,7 +186,7 @@ def fit(task: Task, cfg, run_dir: Path, *, resume: bool = False, initial_weights
                           f"python cli.py fit --resume {run_dir}", guard.signal_name)
 
     rundir.save_keras_atomically(model, run_dir / rundir.MODEL)
-    metrics = _final_metrics(task, cfg, backend, checkpointer.history, timer, wall_start, resume, state)
+    metrics = _final_metrics(task, cfg, backend, checkpointer, timer, wall_start, resume, state)
     metrics["initial_loss"] = initial_loss
     rundir.write_json(run_dir / rundir.METRICS, metrics)
     rundir.write_json(run_dir / STEPS, {"step_s": timer.step_times, "loss": timer.losses})
@@ -228,7 +228,8 @@ def _tensorboard(task, cfg, data, run_dir, timer, backend, steps):
                              visualize=visualize, steps_per_epoch=steps)
 
 
-def _final_metrics(task, cfg, backend, history, timer, wall_start, resumed, state) -> dict:
+def _final_metrics(task, cfg, backend, checkpointer, timer, wall_start, resumed, state) -> dict:
+    history = checkpointer.history
     last = history[-1] if history else {}
     train = {k: v for k, v in last.items() if k not in ("epoch", "step") and not k.startswith("val_")}
     validation = {k[4:]: v for k, v in last.items() if k.startswith("val_")}
@@ -242,7 +243,7 @@ def _final_metrics(task, cfg, backend, history, timer, wall_start, resumed, stat
         "global_step": last.get("step", 0),
         "train": train,
         "validation": validation,
-        "best": {"metric": cfg.best_metric or task.best_metric, "value": history and _best(history, cfg, task)},
+        "best": {"metric": checkpointer.best_metric, "value": checkpointer.best},
         "timing": timing,
         "first_loss": timer.first_loss,
         "memory": peak_memory(),
@@ -250,11 +251,3 @@ def _final_metrics(task, cfg, backend, history, timer, wall_start, resumed, stat
         "resumed_from_step": state["global_step"] if resumed and state else None,
         "history": history,
     }
-
-
-def _best(history, cfg, task):
-    metric = cfg.best_metric or task.best_metric
-    values = [h[metric] for h in history if metric in h]
-    if not values:
-        return None
-    return min(values) if any(word in metric for word in ("loss", "error", "distance")) else max(values)
