@@ -34,6 +34,8 @@ class Data:
     augment: Optional[Callable] = None
     # dataset -> batched dataset, for targets that need padding (boxes) or special batching.
     batch: Optional[Callable[[Any, int], Any]] = None
+    # Task-specific datasets beyond (inputs, targets), e.g. labelled images for a score network.
+    extras: dict = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

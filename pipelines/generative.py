@@ -23,17 +23,31 @@ AUTOTUNE = tf.data.AUTOTUNE
 
 
 @dataclass
+class Labelled:
+    """(image in [0, 1], int label) pairs: what the GAN's sample-score network is trained on."""
+
+    train: tf.data.Dataset
+    val: tf.data.Dataset
+    num_classes: int
+    target: str  # what the label is: "shape class", "tfds label", "sub-folder name", "rotation"
+
+
+@dataclass
 class ImageSet:
     train: tf.data.Dataset  # float32 images in [0, 1]
     val: tf.data.Dataset
     num_train: int
     num_val: int
     source: str
+    labelled: Labelled | None = None  # when the source has labels (shape class, tfds label, sub-folders)
 
 
-def shapes_spec(size: int) -> shapes.SceneSpec:
-    """One object per scene, no clutter, little noise: the shapes are what a model must learn."""
-    return shapes.SceneSpec(size=size, max_clutter=0, noise=0.02, min_scale=0.55, max_scale=0.9)
+def shapes_spec(size: int, centered: bool = False) -> shapes.SceneSpec:
+    """One object per scene, no clutter, little noise: the shapes are what a model must learn.
+    `centered`: upright shapes in the middle of the image, as MNIST centres its digits (a small GAN
+    learns these within minutes; with random position and rotation it draws shapeless blobs)."""
+    return shapes.SceneSpec(size=size, max_clutter=0, noise=0.02, min_scale=0.55, max_scale=0.9,
+                            rotate=not centered, centered=centered)
 
 
 def _to_channels(images: np.ndarray, channels: int) -> np.ndarray:
@@ -50,24 +64,45 @@ def _from_uint8(images: np.ndarray) -> tf.data.Dataset:
         lambda x: tf.cast(x, tf.float32) / 255.0, num_parallel_calls=AUTOTUNE)
 
 
+def _labelled_from_uint8(images: np.ndarray, labels: np.ndarray) -> tf.data.Dataset:
+    return tf.data.Dataset.from_tensor_slices((images, labels.astype(np.int32))).map(
+        lambda x, y: (tf.cast(x, tf.float32) / 255.0, y), num_parallel_calls=AUTOTUNE)
+
+
+def rotations(images: ImageSet) -> Labelled:
+    """Self-supervised labels for sources without any: each image in its 4 quarter-turn rotations,
+    labelled 0-3 (Gidaris et al., 2018); predicting them needs features of shape and layout."""
+
+    def four_turns(image):
+        turned = tf.stack([tf.image.rot90(image, k) for k in range(4)])
+        return tf.data.Dataset.from_tensor_slices((turned, tf.range(4, dtype=tf.int32)))
+
+    return Labelled(images.train.flat_map(four_turns), images.val.flat_map(four_turns), 4, "rotation")
+
+
 STYLES = ("silhouette", "scene")
 
 
-def _generated_split(spec, n, seed, split, style, channels) -> np.ndarray:
+def _generated_split(spec, n, seed, split, style, channels) -> tuple[np.ndarray, np.ndarray]:
     arrays = shapes.generate_arrays(spec, n, seed, split)
     if style == "silhouette":  # white shape on black, from the generator's per-pixel mask
-        return _to_channels((arrays["masks"] > 0).astype(np.uint8)[..., None] * 255, channels)
-    return _to_channels(arrays["images"], channels)
+        return _to_channels((arrays["masks"] > 0).astype(np.uint8)[..., None] * 255, channels), arrays["labels"]
+    return _to_channels(arrays["images"], channels), arrays["labels"]
 
 
-def generated(size: int, channels: int, num_train: int, num_val: int, seed: int, style: str = "silhouette") -> ImageSet:
+def generated(size: int, channels: int, num_train: int, num_val: int, seed: int, style: str = "silhouette",
+              centered: bool = False) -> ImageSet:
     """Shapes scenes. `silhouette`: the shape's mask, white on black (what a small generative model
     learns within minutes on a CPU); `scene`: the rendered image (random grey/colour background,
-    gradient, noise), much harder to generate."""
-    spec = shapes_spec(size)
-    train = _generated_split(spec, num_train, seed, "train", style, channels)
-    val = _generated_split(spec, num_val, seed, "validation", style, channels)
-    return ImageSet(_from_uint8(train), _from_uint8(val), num_train, num_val, f"generated shapes ({style})")
+    gradient, noise), much harder to generate. `centered`: see `shapes_spec`."""
+    spec = shapes_spec(size, centered)
+    train, train_labels = _generated_split(spec, num_train, seed, "train", style, channels)
+    val, val_labels = _generated_split(spec, num_val, seed, "validation", style, channels)
+    pose = "centred, upright" if centered else "random position and rotation"
+    labelled = Labelled(_labelled_from_uint8(train, train_labels), _labelled_from_uint8(val, val_labels),
+                        len(spec.classes), "shape class")
+    return ImageSet(_from_uint8(train), _from_uint8(val), num_train, num_val,
+                    f"generated shapes ({style}, {pose})", labelled)
 
 
 def from_tfds(name: str, size: int, channels: int, val_fraction: float) -> ImageSet:
@@ -84,8 +119,14 @@ def from_tfds(name: str, size: int, channels: int, val_fraction: float) -> Image
             img = tf.image.rgb_to_grayscale(img) if channels == 1 else tf.image.grayscale_to_rgb(img)
         return tf.image.resize(img, (size, size), antialias=True) / 255.0
 
+    labelled = None
+    label = tinfo.features["label"] if "label" in tinfo.features else None
+    if label is not None and getattr(label, "num_classes", 0) >= 2:
+        pair = lambda ex: (convert(ex), tf.cast(ex["label"], tf.int32))  # noqa: E731
+        labelled = Labelled(train.map(pair, num_parallel_calls=AUTOTUNE), val.map(pair, num_parallel_calls=AUTOTUNE),
+                            int(label.num_classes), "tfds label")
     return ImageSet(train.map(convert, num_parallel_calls=AUTOTUNE), val.map(convert, num_parallel_calls=AUTOTUNE),
-                    n_train, n_val, f"tfds:{name}")
+                    n_train, n_val, f"tfds:{name}", labelled)
 
 
 def list_images_recursive(root: Path) -> list[Path]:
@@ -101,21 +142,36 @@ def from_folder(root: Path, size: int, channels: int, val_fraction: float, seed:
     images = files.load_images(paths, (size, size), channels)
     n_train, n_val = split_counts(len(images), val_fraction, str(root))
     order = np.random.default_rng(seed).permutation(len(images))
-    return ImageSet(_from_uint8(images[order[:n_train]]), _from_uint8(images[order[n_train:]]),
-                    n_train, n_val, str(root))
+    train, val = order[:n_train], order[n_train:]
+    labelled = None
+    folders = sorted({p.parent for p in paths})
+    if len(folders) >= 2:  # images sorted into sub-folders: the folder is the label
+        labels = np.array([folders.index(p.parent) for p in paths], np.int32)
+        labelled = Labelled(_labelled_from_uint8(images[train], labels[train]),
+                            _labelled_from_uint8(images[val], labels[val]), len(folders), "sub-folder name")
+    return ImageSet(_from_uint8(images[train]), _from_uint8(images[val]), n_train, n_val, str(root), labelled)
 
 
 def load(spec: DataSpec, *, size: int, channels: int, num_train: int, num_val: int, seed: int,
-         val_fraction: float, style: str = "silhouette") -> ImageSet:
+         val_fraction: float, style: str = "silhouette", centered: bool = False) -> ImageSet:
     """The image set `--data` names (see the module docstring)."""
     if spec.kind == "embedded":
-        return generated(size, channels, num_train, num_val, seed, style)
+        return generated(size, channels, num_train, num_val, seed, style, centered)
     if spec.kind == "tfds":
         return from_tfds(spec.value, size, channels, val_fraction)
     return from_folder(spec.path, size, channels, val_fraction, seed)
 
 
 # --- transforms -------------------------------------------------------------------------------------
+
+
+def score_batches(labelled: Labelled, batch_size: int, seed: int) -> tuple[tf.data.Dataset, tf.data.Dataset]:
+    """Batches of (image in [-1, 1], label): shuffled and repeating for training, fixed for validation."""
+    signed = lambda x, y: (to_signed(x), y)  # noqa: E731
+    train = labelled.train.map(signed, num_parallel_calls=AUTOTUNE).shuffle(4096, seed=seed).repeat()
+    val = labelled.val.map(signed, num_parallel_calls=AUTOTUNE).take(2048)
+    return (train.batch(batch_size, drop_remainder=True).prefetch(AUTOTUNE),
+            val.batch(256).prefetch(AUTOTUNE))
 
 
 def to_signed(image):

@@ -31,6 +31,8 @@ class SceneSpec:
     max_clutter: int = 3  # thin lines / dots that belong to no class
     noise: float = 0.06  # std of Gaussian pixel noise (image in [0, 1])
     max_overlap: float = 0.3  # max IoU between object boxes (detection wants some overlap)
+    rotate: bool = True  # False: shapes upright (as drawn by _polygon)
+    centered: bool = False  # True: one object in the middle of the image (like MNIST's digits)
 
 
 @dataclass(frozen=True)
@@ -118,6 +120,8 @@ def render_scene(spec: SceneSpec, seed: int, split: str, index: int) -> Scene:
         for _attempt in range(30):
             r = 0.5 * big * rng.uniform(spec.min_scale, spec.max_scale)
             cx, cy = rng.uniform(r, big - r, 2)
+            if spec.centered:
+                cx = cy = big / 2
             box = [(cx - r) / SUPERSAMPLE, (cy - r) / SUPERSAMPLE, (cx + r) / SUPERSAMPLE, (cy + r) / SUPERSAMPLE]
             if all(_box_iou(box, b) <= spec.max_overlap for b in boxes):
                 break
@@ -125,7 +129,7 @@ def render_scene(spec: SceneSpec, seed: int, split: str, index: int) -> Scene:
             continue
         k = int(rng.integers(len(spec.classes)))
         kind = spec.classes[k]
-        angle = rng.uniform(0, 2 * math.pi)
+        angle = rng.uniform(0, 2 * math.pi) if spec.rotate else 0.0
         colour = tuple(int(v * 255) for v in _contrasting_colour(rng, base))
         _draw_shape(draw, kind, cx, cy, r, angle, colour)
         _draw_shape(draw_alpha, kind, cx, cy, r, angle, 255)

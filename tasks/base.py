@@ -66,6 +66,11 @@ class Task:
     # (cfg, saved DataInfo) -> Data: evaluate's datasets, reusing what fit learned from the training
     # split (e.g. a vocabulary in info.extra) instead of learning it again. None: build_datasets(cfg).
     rebuild_datasets: Optional[Callable] = None
+    # (model, data, cfg) -> dict: one-off, data-dependent set-up of a freshly built model before its
+    # first step (e.g. training the GAN's sample-score network). What it sets must live in the
+    # model's weights: it is skipped on resume and with --init-weights, whose weights already hold
+    # it. The dict it returns is recorded in data_info.json's `extra`.
+    prepare: Optional[Callable] = None
     visualize_examples: int = 32  # validation examples handed to visualize (e.g. more for a confusion matrix)
     best_metric: str = "val_loss"  # default metric for the best checkpoint ("val_loss" minimised)
 

@@ -19,21 +19,46 @@ from tasks.base import Task, register
 class GANConfig(common.ImageGenConfig):
     model: str = field(default="dcgan", metadata={"choices": ("dcgan",), "help": "dcgan"})
     epochs: int = 15
+    shapes_centered: bool = field(default=True, metadata={
+        "help": "embedded data: true = upright shapes in the image centre, like MNIST digits (with random "
+                "position and rotation a small GAN draws shapeless blobs in the time budget)"})
     batch_size: int = 64
-    learning_rate: float = field(default=2e-4, metadata={"help": "Adam learning rate of both models"})
+    learning_rate: float = field(default=2e-4, metadata={"help": "the generator's Adam learning rate"})
+    discriminator_learning_rate: float = field(default=5e-5, metadata={
+        "help": "the discriminator's Adam learning rate (a quarter of the generator's: with equal rates "
+                "the discriminator wins and the generator drops the harder shapes)"})
     beta_1: float = field(default=0.5, metadata={"help": "Adam beta_1 of both optimizers (DCGAN: 0.5)"})
     latent_dim: int = field(default=64, metadata={"help": "size of the generator's input noise"})
+    score_steps: int = field(default=300, metadata={
+        "help": "training steps (batches of 64) of the sample-score network before the GAN starts"})
 
 
 def build_datasets(cfg: GANConfig) -> Data:
-    """Real images in [-1, 1] (the generator's tanh range); the target is unused."""
+    """Real images in [-1, 1] (the generator's tanh range); the target is unused. `extras` holds
+    labelled images for the score network: the source's labels, else quarter-turn rotations."""
     images = common.load_images(cfg, multiple_of=8)
     info = common.data_info(images, cfg, latent_dim=cfg.latent_dim, value_range=[-1, 1])
-    return Data(images.train.map(_real_pair), images.val.map(_real_pair), info)
+    labelled = images.labelled or generative.rotations(images)
+    return Data(images.train.map(_real_pair), images.val.map(_real_pair), info,
+                extras={"score_data": labelled})
 
 
 def _real_pair(image):
     return generative.to_signed(image), 0.0
+
+
+SCORE_BATCH = 64
+
+
+def prepare(model, data, cfg: GANConfig) -> dict:
+    """Train the frozen score network that `sample_distance` measures with (once per run)."""
+    labelled: generative.Labelled = data.extras["score_data"]
+    train, val = generative.score_batches(labelled, SCORE_BATCH, cfg.seed)
+    accuracy = gan_models.train_score_network(model.features, train, val, labelled.num_classes, cfg.score_steps)
+    print(f"sample-score network: trained {cfg.score_steps} steps to predict the {labelled.target} "
+          f"({labelled.num_classes} classes), validation accuracy {accuracy:.3f}", flush=True)
+    return {"score_network": {"target": labelled.target, "num_classes": labelled.num_classes,
+                              "steps": cfg.score_steps, "val_accuracy": round(accuracy, 4)}}
 
 
 def _check_batch_size(cfg):
@@ -56,9 +81,10 @@ def metrics(cfg, info):
 
 
 def compile(model, cfg, info, optimizer):
-    """Two Adam optimizers (the engine's AdamW schedule is not used: GANs want a constant rate)."""
-    make = lambda: keras.optimizers.Adam(cfg.learning_rate, beta_1=cfg.beta_1)  # noqa: E731
-    model.compile(generator_optimizer=make(), discriminator_optimizer=make(), jit_compile=cfg.jit_compile)
+    """Two Adam optimizers with constant rates (the engine's AdamW schedule is not used)."""
+    model.compile(generator_optimizer=keras.optimizers.Adam(cfg.learning_rate, beta_1=cfg.beta_1),
+                  discriminator_optimizer=keras.optimizers.Adam(cfg.discriminator_learning_rate, beta_1=cfg.beta_1),
+                  jit_compile=cfg.jit_compile)
 
 
 def fixed_latents(cfg, n: int) -> np.ndarray:
@@ -91,14 +117,15 @@ register(Task(
     build_model=build_model,
     loss=loss,
     metrics=metrics,
-    default_data="generated shape silhouettes (32x32, white on black)",
+    default_data="generated shape silhouettes (32x32, white on black, centred and upright)",
     presets={
         "debug": {"epochs": 1, "num_train": 256, "num_val": 64, "batch_size": 32, "width": 8,
-                  "latent_dim": 16, "log_every_steps": 2},
+                  "latent_dim": 16, "log_every_steps": 2, "score_steps": 20},
         "small": {"epochs": 6, "num_train": 2000, "num_val": 300},
     },
     visualize=visualize,
     predict_outputs=predict_outputs,
     compile=compile,
     best_metric="val_sample_distance",
+    prepare=prepare,
 ))

@@ -23,6 +23,9 @@ class ImageGenConfig(TrainConfig):
     val_fraction: float = field(default=0.1, metadata={"help": "held out when a source has no validation split"})
     shapes_style: str = field(default="silhouette", metadata={
         "choices": generative.STYLES, "help": "embedded data: silhouette (white shape on black) | scene (rendered image)"})
+    shapes_centered: bool = field(default=False, metadata={
+        "help": "embedded data: true = upright shapes in the image centre, like MNIST digits; "
+                "false = random position and rotation"})
     upsampling: str = field(default="resize", metadata={
         "choices": ("resize", "transpose"),
         "help": "decoder/generator upsampling: resize (nearest + conv; fast on JAX CPU) | transpose (transposed conv)"})
@@ -37,7 +40,7 @@ def load_images(cfg: ImageGenConfig, multiple_of: int = 4) -> generative.ImageSe
         raise UserError(f"--set image_size={cfg.image_size}: expected a positive multiple of {multiple_of}")
     return generative.load(parse_data_spec(cfg.data), size=cfg.image_size, channels=cfg.channels,
                            num_train=cfg.num_train, num_val=cfg.num_val, seed=cfg.seed,
-                           val_fraction=cfg.val_fraction, style=cfg.shapes_style)
+                           val_fraction=cfg.val_fraction, style=cfg.shapes_style, centered=cfg.shapes_centered)
 
 
 def data_info(images: generative.ImageSet, cfg: ImageGenConfig, **extra) -> DataInfo:

@@ -73,6 +73,10 @@ def test_tfds_mnist_under_mock_data():
         assert 0.0 <= float(x.numpy().min()) and float(x.numpy().max()) <= 1.0
         data = _build("gan", "data=tfds:mnist", "image_size=16", "channels=3")
         assert next(iter(data.train.batch(4)))[0].shape == (4, 16, 16, 3)
+        score_data = data.extras["score_data"]  # the GAN's score network learns MNIST's own labels
+        assert (score_data.target, score_data.num_classes) == ("tfds label", 10)
+        images, labels = next(iter(score_data.train.batch(4)))
+        assert images.shape == (4, 16, 16, 3) and ((0 <= labels.numpy()) & (labels.numpy() < 10)).all()
 
 
 def test_bad_data_and_config_are_one_line_errors(tmp_path):

@@ -20,7 +20,7 @@ from pathlib import Path
 from errors import UserError
 from training import backend as backend_mod
 from training import rundir
-from training.loop import STEPS, build_compiled_model, build_data
+from training.loop import STEPS, build_compiled_model, build_data, prepare_model
 
 INITIAL_LOSS_RTOL = 1e-3  # float32 forward passes on two backends agree far better than this
 CLI = Path(__file__).resolve().parents[1] / "cli.py"
@@ -54,6 +54,7 @@ def save_initial_weights(task, cfg, path: Path) -> None:
     """Build the model once (this process's backend) and save its weights for every run."""
     data = build_data(task, cfg)
     model = build_compiled_model(task, cfg, data.info, total_steps=1)
+    prepare_model(task, model, data, cfg)  # e.g. the GAN's score network: one for every run
     rundir.save_keras_atomically(model, path, weights_only=True)
 
 

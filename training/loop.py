@@ -77,6 +77,12 @@ def build_compiled_model(task: Task, cfg, info: DataInfo, total_steps: int) -> k
     return model
 
 
+def prepare_model(task: Task, model, data, cfg) -> None:
+    """Run the task's one-off `prepare` hook on a fresh model; record what it reports in the info."""
+    if task.prepare is not None:
+        data.info.extra.update(task.prepare(model, data, cfg) or {})
+
+
 def _batcher(data, batch_size):
     return None if data.batch is None else (lambda d: data.batch(d, batch_size))
 
@@ -139,6 +145,8 @@ def fit(task: Task, cfg, run_dir: Path, *, resume: bool = False, initial_weights
     else:
         if initial_weights is not None:
             model.load_weights(initial_weights)
+        else:
+            prepare_model(task, model, data, cfg)
         initial_loss = _initial_loss(model, data, cfg) if initial_weights is not None else None
         rundir.write_json(run_dir / rundir.CONFIG, {
             "task": task.name, "backend": backend, "config": cfg.to_dict(),
