@@ -195,6 +195,9 @@ def validate(cfg) -> None:
             raise UserError(f"--set {key}={getattr(cfg, key)}: expected a positive int")
     if cfg.learning_rate <= 0:
         raise UserError(f"--set learning_rate={cfg.learning_rate}: expected a positive float")
+    for key, f in config_fields(type(cfg)).items():  # task fields declared metadata={"positive": True}
+        if f.metadata.get("positive") and getattr(cfg, key) <= 0:
+            raise UserError(f"--set {key}={getattr(cfg, key)}: expected a positive {_type_name(f.type)}")
 
 
 def resolve_config(task: Task, preset: Optional[str] = None, flags: Optional[dict] = None,

@@ -24,12 +24,12 @@ class GANConfig(common.ImageGenConfig):
                 "position and rotation a small GAN draws shapeless blobs in the time budget)"})
     batch_size: int = 64
     learning_rate: float = field(default=2e-4, metadata={"help": "the generator's Adam learning rate"})
-    discriminator_learning_rate: float = field(default=5e-5, metadata={
+    discriminator_learning_rate: float = field(default=5e-5, metadata={"positive": True,
         "help": "the discriminator's Adam learning rate (a quarter of the generator's: with equal rates "
                 "the discriminator wins and the generator drops the harder shapes)"})
     beta_1: float = field(default=0.5, metadata={"help": "Adam beta_1 of both optimizers (DCGAN: 0.5)"})
     latent_dim: int = field(default=64, metadata={"help": "size of the generator's input noise"})
-    score_steps: int = field(default=300, metadata={
+    score_steps: int = field(default=300, metadata={"positive": True,
         "help": "training steps (batches of 64) of the sample-score network before the GAN starts"})
 
 

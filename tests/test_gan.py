@@ -131,6 +131,15 @@ def test_checkpoint_restores_both_optimizers_and_weights(tmp_path):
     assert int(fresh.optimizer.iterations) == 4 and int(fresh.optimizer.discriminator_optimizer.iterations) == 4
 
 
+def test_nonpositive_score_steps_and_discriminator_rate_are_one_line_errors():
+    from errors import UserError
+
+    for bad, message in (("score_steps=0", "score_steps=0: expected a positive int"),
+                         ("discriminator_learning_rate=0.0", "discriminator_learning_rate=0.0: expected a positive float")):
+        with pytest.raises(UserError, match=message):
+            resolve_config(get_task("gan"), "debug", sets=[bad])
+
+
 def test_kernel_distance_is_zero_for_one_distribution_and_grows_with_a_shift():
     rng = np.random.default_rng(0)
     a, b = rng.normal(size=(200, 8)).astype("float32"), rng.normal(size=(200, 8)).astype("float32")
