@@ -59,12 +59,11 @@ def _to_channels(images: np.ndarray, channels: int) -> np.ndarray:
     return np.repeat(images, 3, axis=-1)
 
 
-def _from_uint8(images: np.ndarray) -> tf.data.Dataset:
-    return tf.data.Dataset.from_tensor_slices(images).map(
-        lambda x: tf.cast(x, tf.float32) / 255.0, num_parallel_calls=AUTOTUNE)
-
-
-def _labelled_from_uint8(images: np.ndarray, labels: np.ndarray) -> tf.data.Dataset:
+def _from_uint8(images: np.ndarray, labels: np.ndarray | None = None) -> tf.data.Dataset:
+    """Images as floats in [0, 1]; with `labels`, (image, int32 label) pairs."""
+    if labels is None:
+        return tf.data.Dataset.from_tensor_slices(images).map(
+            lambda x: tf.cast(x, tf.float32) / 255.0, num_parallel_calls=AUTOTUNE)
     return tf.data.Dataset.from_tensor_slices((images, labels.astype(np.int32))).map(
         lambda x, y: (tf.cast(x, tf.float32) / 255.0, y), num_parallel_calls=AUTOTUNE)
 
@@ -99,7 +98,7 @@ def generated(size: int, channels: int, num_train: int, num_val: int, seed: int,
     train, train_labels = _generated_split(spec, num_train, seed, "train", style, channels)
     val, val_labels = _generated_split(spec, num_val, seed, "validation", style, channels)
     pose = "centred, upright" if centered else "random position and rotation"
-    labelled = Labelled(_labelled_from_uint8(train, train_labels), _labelled_from_uint8(val, val_labels),
+    labelled = Labelled(_from_uint8(train, train_labels), _from_uint8(val, val_labels),
                         len(spec.classes), "shape class")
     return ImageSet(_from_uint8(train), _from_uint8(val), num_train, num_val,
                     f"generated shapes ({style}, {pose})", labelled)
@@ -147,8 +146,8 @@ def from_folder(root: Path, size: int, channels: int, val_fraction: float, seed:
     folders = sorted({p.parent for p in paths})
     if len(folders) >= 2:  # images sorted into sub-folders: the folder is the label
         labels = np.array([folders.index(p.parent) for p in paths], np.int32)
-        labelled = Labelled(_labelled_from_uint8(images[train], labels[train]),
-                            _labelled_from_uint8(images[val], labels[val]), len(folders), "sub-folder name")
+        labelled = Labelled(_from_uint8(images[train], labels[train]),
+                            _from_uint8(images[val], labels[val]), len(folders), "sub-folder name")
     return ImageSet(_from_uint8(images[train]), _from_uint8(images[val]), n_train, n_val, str(root), labelled)
 
 
