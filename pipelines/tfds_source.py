@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from errors import DataError, UserError
+from pipelines import splits as split_rules
 
 SPLITS = ("train", "validation", "test")
 
@@ -41,11 +42,29 @@ def _count(ds) -> int:
     return n if n >= 0 else sum(1 for _ in ds)
 
 
-def train_val_splits(datasets: dict, counts: dict, val_fraction: float = 0.1):
-    """(train, val, num_train, num_val): the dataset's own held-out split, else a slice of train."""
-    train, n_train = datasets["train"], counts["train"]
-    for held_out in ("validation", "test"):
-        if held_out in datasets:
-            return train, datasets[held_out], n_train, counts[held_out]
-    n_val = max(1, int(n_train * val_fraction))
-    return train.skip(n_val), train.take(n_val), n_train - n_val, n_val
+def three_splits(datasets: dict, counts: dict, val_fraction: float, seed: int, name: str = "tfds"):
+    """{split: (dataset, count)} and {split: origin}: own validation else carved from train; own test.
+
+    The test split is never used as validation (it would choose the best checkpoint on test).
+    """
+    out, origin = {}, {}
+    if "validation" in datasets:
+        out["train"] = (datasets["train"], counts["train"])
+        out["validation"] = (datasets["validation"], counts["validation"])
+        origin.update(train="train split", validation="validation split")
+    else:
+        train, val, n_train, n_val = split_rules.carve_dataset(
+            datasets["train"], counts["train"], val_fraction, seed, name)
+        out["train"], out["validation"] = (train, n_train), (val, n_val)
+        origin.update(train="train split", validation=split_rules.carved_note(val_fraction, seed))
+    if "test" in datasets:
+        out["test"] = (datasets["test"], counts["test"])
+        origin["test"] = "test split"
+    return out, origin
+
+
+def train_val_splits(datasets: dict, counts: dict, val_fraction: float = 0.1, seed: int = 0):
+    """TRANSITIONAL (removed once every task reads three splits): train and validation only."""
+    parts, _ = three_splits(datasets, counts, val_fraction, seed)
+    (train, n_train), (val, n_val) = parts["train"], parts["validation"]
+    return train, val, n_train, n_val

@@ -11,9 +11,15 @@ import dataclasses
 import types
 import typing
 from dataclasses import dataclass, field
-from typing import Any, Callable, Optional
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Literal, Optional, Protocol
 
 from errors import UserError
+
+if TYPE_CHECKING:  # hook signatures only: importing keras here would pick a backend too early
+    import keras
+
+    from pipelines.data import Data, DataInfo
 
 
 @dataclass(frozen=True)
@@ -36,43 +42,121 @@ class TrainConfig:
     keep_checkpoints: int = field(default=2, metadata={"help": "how many recent epoch checkpoints to keep"})
     best_metric: str = field(default="", metadata={"help": "validation metric that picks the best checkpoint ('' = task default)"})
     prestage: bool = field(default=False, metadata={"help": "build all training batches in memory first (shows what the input pipeline costs)"})
+    val_fraction: float = field(default=0.1, metadata={"help": "share of train held out for validation when the source has no validation split (chosen by seed)"})
+    patience: int = field(default=0, metadata={"help": "early stopping: stop after N epochs without a better best_metric (0 = off)"})
+    clipnorm: float = field(default=0.0, metadata={"help": "clip each gradient to this L2 norm (0 = off)"})
+    precision: str = field(default="float32", metadata={
+        "choices": ("float32", "mixed_bfloat16", "mixed_float16"),
+        "help": "Keras dtype policy; mixed_float16 adds loss scaling"})
+    steps_per_execution: int = field(default=1, metadata={"help": "train steps per compiled call (callbacks see every Nth step)"})
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
 
+# --- typed hooks --------------------------------------------------------------------------------
+# Hooks receive the resolved config (`cfg`) and the dataset's `DataInfo`; datasets are unbatched
+# tf.data.Datasets of (inputs, targets) as in `pipelines.Data`.
+
+Direction = Literal["up", "down"]  # which way a metric is better, as Keras metrics declare it
+
+
+class BuildDatasets(Protocol):
+    def __call__(self, cfg: Any) -> "Data": ...
+
+
+class RebuildDatasets(Protocol):
+    """Datasets for `evaluate`/`predict`, reusing what fit learned from the training split
+    (e.g. vocabularies in `saved.vocabularies`) instead of learning it again."""
+
+    def __call__(self, cfg: Any, saved: "DataInfo") -> "Data": ...
+
+
+class BuildModel(Protocol):
+    def __call__(self, cfg: Any, info: "DataInfo") -> "keras.Model": ...
+
+
+class MakeLoss(Protocol):
+    def __call__(self, cfg: Any, info: "DataInfo") -> Any: ...
+
+
+class MakeMetrics(Protocol):
+    def __call__(self, cfg: Any, info: "DataInfo") -> list: ...
+
+
+class Visualize(Protocol):
+    """{name: image array (H, W, 3) uint8 | text | scalar} for TensorBoard, from one validation batch."""
+
+    def __call__(self, model: "keras.Model", batch: tuple, info: "DataInfo", cfg: Any) -> dict: ...
+
+
+class PredictOutputs(Protocol):
+    """Rows (one per input) printed as JSON lines; files written under `out_dir`."""
+
+    def __call__(self, model: "keras.Model", inputs: list[str], out_dir: Path, cfg: Any, info: "DataInfo",
+                 options: dict) -> list[dict]: ...
+
+
+class CompileModel(Protocol):
+    """Compile a model whose compile() differs (e.g. a GAN's two optimizers)."""
+
+    def __call__(self, model: "keras.Model", cfg: Any, info: "DataInfo", optimizer: Any) -> None: ...
+
+
+class Prepare(Protocol):
+    """One-off, data-dependent set-up of a fresh model before its first step (e.g. the GAN's score
+    network). What it sets must live in the model's weights: it is skipped on resume and with
+    --init-weights. The dict it returns is recorded in data_info.json's `extra`."""
+
+    def __call__(self, model: "keras.Model", data: "Data", cfg: Any) -> dict: ...
+
+
+class ComputeSplitMetrics(Protocol):
+    """Metrics over a whole split (COCO mAP, BLEU, EM/F1, NDCG@k): {name: value}. `report` is a
+    callable taking one text block (e.g. the COCO table) that `evaluate` prints; fit ignores it."""
+
+    def __call__(self, model: "keras.Model", dataset: Any, cfg: Any, info: "DataInfo",
+                 report: Callable[[str], None]) -> dict: ...
+
+
+@dataclass(frozen=True)
+class SplitMetrics:
+    """Whole-split metrics, declared once: their names and directions, and how to compute them.
+
+    The engine runs `compute` on the validation split at the end of every `every_epochs`-th epoch
+    (and the last), adding `val_<name>` to the epoch logs (history, TensorBoard, best checkpoint,
+    early stopping), and again in `evaluate` on any split.
+    """
+
+    directions: dict  # {name: "up" | "down"}
+    compute: ComputeSplitMetrics
+    every_epochs: Callable[[Any], int] = lambda cfg: 1
+
+
 @dataclass(frozen=True)
 class Task:
-    """One trainable task. Hooks receive the resolved config and the dataset's `DataInfo`."""
+    """One trainable task: a config class, data, model, loss, metrics and optional hooks."""
 
     name: str
     description: str
     config_cls: type
-    build_datasets: Callable[[Any], Any]  # cfg -> pipelines.Data
-    build_model: Callable[[Any, Any], Any]  # (cfg, info) -> keras.Model
-    loss: Callable[[Any, Any], Any]  # (cfg, info) -> keras loss (or None for custom steps)
-    metrics: Callable[[Any, Any], list]  # (cfg, info) -> list of keras metrics
+    build_datasets: BuildDatasets
+    build_model: BuildModel
+    # Models with their own loss (custom train steps, compute_loss) leave loss/metrics as None.
+    loss: Optional[MakeLoss] = None
+    metrics: Optional[MakeMetrics] = None
     default_data: str = "generated"
     presets: dict = field(default_factory=dict)
-    # Optional hooks.
-    visualize: Optional[Callable] = None  # (model, batch, info, cfg) -> {name: image array | str | float}
-    predict_outputs: Optional[Callable] = None  # (model, inputs, out_dir, cfg, info, options) -> list[dict]
-    extra_callbacks: Optional[Callable] = None  # (cfg, data, run_dir) -> list[keras.callbacks.Callback]
-    # (model, cfg, info, optimizer) -> None: compile a model whose compile() differs (e.g. a GAN).
-    compile: Optional[Callable] = None
-    # (model, dataset, cfg, info) -> dict: metrics `evaluate` adds to model.evaluate's (e.g. COCO mAP,
-    # which needs decoding over the whole split); it may print a report such as a summary table.
-    evaluate_extra: Optional[Callable] = None
-    # (cfg, saved DataInfo) -> Data: evaluate's datasets, reusing what fit learned from the training
-    # split (e.g. a vocabulary in info.extra) instead of learning it again. None: build_datasets(cfg).
-    rebuild_datasets: Optional[Callable] = None
-    # (model, data, cfg) -> dict: one-off, data-dependent set-up of a freshly built model before its
-    # first step (e.g. training the GAN's sample-score network). What it sets must live in the
-    # model's weights: it is skipped on resume and with --init-weights, whose weights already hold
-    # it. The dict it returns is recorded in data_info.json's `extra`.
-    prepare: Optional[Callable] = None
+    visualize: Optional[Visualize] = None
+    predict_outputs: Optional[PredictOutputs] = None
+    compile: Optional[CompileModel] = None
+    split_metrics: Optional[SplitMetrics] = None
+    extra_callbacks: Optional[Callable] = None  # TEMPORARY until detection moves to split_metrics
+    evaluate_extra: Optional[Callable] = None  # TEMPORARY, likewise
+    rebuild_datasets: Optional[RebuildDatasets] = None
+    prepare: Optional[Prepare] = None
     visualize_examples: int = 32  # validation examples handed to visualize (e.g. more for a confusion matrix)
-    best_metric: str = "val_loss"  # default metric for the best checkpoint ("val_loss" minimised)
+    best_metric: str = "val_loss"  # default metric for the best checkpoint; its direction comes from the metric
 
 
 _REGISTRY: dict[str, Task] = {}
@@ -190,11 +274,16 @@ def apply_overrides(cfg, overrides: dict, source: str = "--set"):
 
 
 def validate(cfg) -> None:
-    for key in ("epochs", "batch_size"):
+    for key in ("epochs", "batch_size", "steps_per_execution"):
         if getattr(cfg, key) < 1:
             raise UserError(f"--set {key}={getattr(cfg, key)}: expected a positive int")
     if cfg.learning_rate <= 0:
         raise UserError(f"--set learning_rate={cfg.learning_rate}: expected a positive float")
+    if not 0.0 < cfg.val_fraction < 1.0:
+        raise UserError(f"--set val_fraction={cfg.val_fraction}: expected a fraction between 0 and 1")
+    for key in ("patience", "clipnorm"):
+        if getattr(cfg, key) < 0:
+            raise UserError(f"--set {key}={getattr(cfg, key)}: expected >= 0 (0 = off)")
     for key, f in config_fields(type(cfg)).items():  # task fields declared metadata={"positive": True}
         if f.metadata.get("positive") and getattr(cfg, key) <= 0:
             raise UserError(f"--set {key}={getattr(cfg, key)}: expected a positive {_type_name(f.type)}")

@@ -13,6 +13,7 @@ import keras
 
 from errors import DataError, TrainingError, UserError
 from pipelines import DataInfo, stream
+from pipelines.data import data_info_from_dict
 from tasks.base import Task, config_from_dict
 from training import backend as backend_mod
 from training import rundir
@@ -92,10 +93,7 @@ def save_data_info(run_dir: Path, info: DataInfo) -> None:
 
 
 def load_data_info(run_dir: Path) -> DataInfo:
-    raw = rundir.read_json(run_dir / rundir.DATA_INFO)
-    raw["input_shape"] = tuple(raw["input_shape"])
-    raw["class_names"] = tuple(raw.get("class_names") or ())
-    return DataInfo(**raw)
+    return data_info_from_dict(rundir.read_json(run_dir / rundir.DATA_INFO))
 
 
 def load_run_config(task: Task, run_dir: Path):
