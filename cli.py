@@ -96,10 +96,12 @@ def build_parser() -> argparse.ArgumentParser:
     _common(p)
     p.add_argument("--run-dir", required=True, help="a run directory written by fit")
     p.add_argument("--task", help="task name (default: read from the run)")
-    p.add_argument("--split", default="validation", choices=("validation", "train"), help="which split (default validation)")
+    p.add_argument("--split", default=None, choices=("train", "validation", "test", "all"),
+                   help="which split: train, validation, test or all of them (default: validation; with --data, all)")
     p.add_argument("--checkpoint", default="final", choices=("final", "best", "last"),
                    help="final model.keras, best or last checkpoint (default final)")
-    p.add_argument("--data", help="evaluate on other data than the run's (same format as fit --data)")
+    p.add_argument("--data", help="evaluate on other data than the run's (same format as fit --data); "
+                   "all of its examples unless --split is given")
 
     p = sub.add_parser("predict", help="task outputs for given inputs (files, or text for text tasks)")
     _common(p)

@@ -15,6 +15,7 @@ import numpy as np
 from keras import layers, ops
 
 from keras_models.autoencoder import upsample
+from keras_models.direction import DOWN, with_direction
 from keras_models.gan_steps import GANSteps
 
 BN_MOMENTUM = 0.9
@@ -191,10 +192,10 @@ class GAN(GANSteps, keras.Model):
         # The evaluation latents: numpy constants, so both backends score the very same samples.
         self.eval_latents = np.random.default_rng(self.seed + 1).normal(
             size=(self.EVAL_LATENTS, self.latent_dim)).astype("float32")
-        self.loss_tracker = keras.metrics.Mean(name="loss")
-        self.d_loss_tracker = keras.metrics.Mean(name="d_loss")
-        self.g_loss_tracker = keras.metrics.Mean(name="g_loss")
-        self.distance_tracker = keras.metrics.Mean(name="sample_distance")
+        self.loss_tracker = with_direction(keras.metrics.Mean(name="loss"), DOWN)
+        self.d_loss_tracker = with_direction(keras.metrics.Mean(name="d_loss"), DOWN)
+        self.g_loss_tracker = with_direction(keras.metrics.Mean(name="g_loss"), DOWN)
+        self.distance_tracker = with_direction(keras.metrics.Mean(name="sample_distance"), DOWN)
         self.built = True
 
     def call(self, z, training=False):

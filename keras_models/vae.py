@@ -18,6 +18,7 @@ import numpy as np
 from keras import layers, ops
 
 from keras_models.autoencoder import upsample
+from keras_models.direction import DOWN, UP, with_direction
 
 
 def encoder(input_shape, latent_dim=16, width=32, name="encoder"):
@@ -61,9 +62,9 @@ class VAE(keras.Model):
         # and on every backend (training draws fresh noise from the seed generator).
         self.eval_noise = np.random.default_rng(self.seed + 1).normal(
             size=(self.EVAL_NOISE, self.latent_dim)).astype("float32")
-        self.reconstruction_tracker = keras.metrics.Mean(name="reconstruction_loss")
-        self.kl_tracker = keras.metrics.Mean(name="kl")
-        self.elbo_tracker = keras.metrics.Mean(name="elbo")
+        self.reconstruction_tracker = with_direction(keras.metrics.Mean(name="reconstruction_loss"), DOWN)
+        self.kl_tracker = with_direction(keras.metrics.Mean(name="kl"), DOWN)
+        self.elbo_tracker = with_direction(keras.metrics.Mean(name="elbo"), UP)
         self.built = True
 
     def call(self, images, training=False):

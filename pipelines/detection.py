@@ -26,7 +26,8 @@ from pipelines import files, shapes
 BORDER_TOLERANCE = 2.0  # pixels a label box may overshoot the image before it is an error
 CSV_COLUMNS = ("filename", "width", "height", "class", "xmin", "ymin", "xmax", "ymax")
 CSV_SPLITS = {"train": ("train_labels.csv", "train.csv"),
-              "validation": ("val_labels.csv", "valid_labels.csv", "test_labels.csv", "val.csv", "test.csv")}
+              "validation": ("val_labels.csv", "valid_labels.csv", "val.csv", "valid.csv", "validation.csv"),
+              "test": ("test_labels.csv", "test.csv")}
 
 
 @dataclass

@@ -9,7 +9,7 @@ their own range and targets with the helpers below.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +17,8 @@ import tensorflow as tf
 
 from errors import DataError
 from pipelines import files, shapes
-from pipelines.data import DataSpec, split_counts
+from pipelines import splits as split_rules
+from pipelines.data import DataSpec
 
 AUTOTUNE = tf.data.AUTOTUNE
 
@@ -40,6 +41,9 @@ class ImageSet:
     num_val: int
     source: str
     labelled: Labelled | None = None  # when the source has labels (shape class, tfds label, sub-folders)
+    test: tf.data.Dataset | None = None  # the source's own test split (never used during training)
+    num_test: int = 0
+    splits: dict = field(default_factory=dict)  # {split: where it came from}
 
 
 def shapes_spec(size: int, centered: bool = False) -> shapes.SceneSpec:
@@ -90,27 +94,30 @@ def _generated_split(spec, n, seed, split, style, channels) -> tuple[np.ndarray,
 
 
 def generated(size: int, channels: int, num_train: int, num_val: int, seed: int, style: str = "silhouette",
-              centered: bool = False) -> ImageSet:
+              centered: bool = False, num_test: int = 0) -> ImageSet:
     """Shapes scenes. `silhouette`: the shape's mask, white on black (what a small generative model
     learns within minutes on a CPU); `scene`: the rendered image (random grey/colour background,
     gradient, noise), much harder to generate. `centered`: see `shapes_spec`."""
     spec = shapes_spec(size, centered)
     train, train_labels = _generated_split(spec, num_train, seed, "train", style, channels)
     val, val_labels = _generated_split(spec, num_val, seed, "validation", style, channels)
+    test = _from_uint8(_generated_split(spec, num_test, seed, "test", style, channels)[0]) if num_test else None
     pose = "centred, upright" if centered else "random position and rotation"
     labelled = Labelled(_from_uint8(train, train_labels), _from_uint8(val, val_labels),
                         len(spec.classes), "shape class")
     return ImageSet(_from_uint8(train), _from_uint8(val), num_train, num_val,
-                    f"generated shapes ({style}, {pose})", labelled)
+                    f"generated shapes ({style}, {pose})", labelled, test, num_test,
+                    {s: f"generated ({s} seed stream)" for s in ("train", "validation", "test")[: 3 if num_test else 2]})
 
 
-def from_tfds(name: str, size: int, channels: int, val_fraction: float) -> ImageSet:
+def from_tfds(name: str, size: int, channels: int, val_fraction: float, seed: int = 0) -> ImageSet:
     from pipelines import tfds_source
 
     datasets, counts, tinfo = tfds_source.load_tfds(name)
     if "image" not in tinfo.features:
         raise DataError(f"--data tfds:{name}: expected an 'image' feature, has {list(tinfo.features)}")
-    train, val, n_train, n_val = tfds_source.train_val_splits(datasets, counts, val_fraction)
+    parts, origin = tfds_source.three_splits(datasets, counts, val_fraction, seed, f"tfds:{name}")
+    (train, n_train), (val, n_val) = parts["train"], parts["validation"]
 
     def convert(ex):
         img = tf.cast(ex["image"], tf.float32)
@@ -124,40 +131,64 @@ def from_tfds(name: str, size: int, channels: int, val_fraction: float) -> Image
         pair = lambda ex: (convert(ex), tf.cast(ex["label"], tf.int32))  # noqa: E731
         labelled = Labelled(train.map(pair, num_parallel_calls=AUTOTUNE), val.map(pair, num_parallel_calls=AUTOTUNE),
                             int(label.num_classes), "tfds label")
+    test, n_test = parts.get("test", (None, 0))
     return ImageSet(train.map(convert, num_parallel_calls=AUTOTUNE), val.map(convert, num_parallel_calls=AUTOTUNE),
-                    n_train, n_val, f"tfds:{name}", labelled)
+                    n_train, n_val, f"tfds:{name}", labelled,
+                    test.map(convert, num_parallel_calls=AUTOTUNE) if test is not None else None, n_test, origin)
 
 
 def list_images_recursive(root: Path) -> list[Path]:
     return sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in files.IMAGE_SUFFIXES)
 
 
-def from_folder(root: Path, size: int, channels: int, val_fraction: float, seed: int) -> ImageSet:
-    if not root.is_dir():
-        raise DataError(f"--data {root}: expected a folder of images (sub-folders are searched too)")
+def _folder_images(root: Path, size: int, channels: int, sub_folders: list[str] | None = None):
+    """(images, per-image sub-folder label or None, sub-folder names) of a folder searched recursively."""
     paths = list_images_recursive(root)
     if not paths:
         raise DataError(f"--data {root}: the folder holds no images ({', '.join(files.IMAGE_SUFFIXES)})")
     images = files.load_images(paths, (size, size), channels)
-    n_train, n_val = split_counts(len(images), val_fraction, str(root))
-    order = np.random.default_rng(seed).permutation(len(images))
-    train, val = order[:n_train], order[n_train:]
+    names = sub_folders or sorted({str(p.parent.relative_to(root)) for p in paths})
+    if len(names) < 2:
+        return images, None, names
+    labels = np.array([names.index(str(p.parent.relative_to(root))) if str(p.parent.relative_to(root)) in names
+                       else -1 for p in paths], np.int32)
+    return images, labels, names
+
+
+def from_folder(root: Path, size: int, channels: int, val_fraction: float, seed: int) -> ImageSet:
+    """Images anywhere below `root`; sub-folders (two or more) label them for the GAN's score network.
+    A folder holding train/ [val/] [test/] is read as those splits."""
+    if not root.is_dir():
+        raise DataError(f"--data {root}: expected a folder of images (sub-folders are searched too)")
+    folders = split_rules.find_split_folders(root) or {"train": root}
+    images, labels, names = _folder_images(folders["train"], size, channels)
+    parts = {"train": (images, labels)}
+    origin = {"train": f"{folders['train'].name}/" if folders["train"] != root else "all images"}
+    for split in ("validation", "test"):
+        if split in folders:
+            other, other_labels, _ = _folder_images(folders[split], size, channels, names if labels is not None else None)
+            parts[split], origin[split] = (other, other_labels if labels is not None else None), f"{folders[split].name}/"
+    if "validation" not in parts:
+        tr, va = split_rules.carve_indices(len(images), val_fraction, seed, str(root))
+        parts["train"] = (images[tr], None if labels is None else labels[tr])
+        parts["validation"] = (images[va], None if labels is None else labels[va])
+        origin["validation"] = split_rules.carved_note(val_fraction, seed)
+    (train, train_labels), (val, val_labels) = parts["train"], parts["validation"]
     labelled = None
-    folders = sorted({p.parent for p in paths})
-    if len(folders) >= 2:  # images sorted into sub-folders: the folder is the label
-        labels = np.array([folders.index(p.parent) for p in paths], np.int32)
-        labelled = Labelled(_from_uint8(images[train], labels[train]),
-                            _from_uint8(images[val], labels[val]), len(folders), "sub-folder name")
-    return ImageSet(_from_uint8(images[train]), _from_uint8(images[val]), n_train, n_val, str(root), labelled)
+    if train_labels is not None and val_labels is not None and (val_labels >= 0).all():
+        labelled = Labelled(_from_uint8(train, train_labels), _from_uint8(val, val_labels), len(names), "sub-folder name")
+    test = parts.get("test")
+    return ImageSet(_from_uint8(train), _from_uint8(val), len(train), len(val), str(root), labelled,
+                    _from_uint8(test[0]) if test is not None else None, len(test[0]) if test is not None else 0, origin)
 
 
 def load(spec: DataSpec, *, size: int, channels: int, num_train: int, num_val: int, seed: int,
-         val_fraction: float, style: str = "silhouette", centered: bool = False) -> ImageSet:
+         val_fraction: float, style: str = "silhouette", centered: bool = False, num_test: int = 0) -> ImageSet:
     """The image set `--data` names (see the module docstring)."""
     if spec.kind == "embedded":
-        return generated(size, channels, num_train, num_val, seed, style, centered)
+        return generated(size, channels, num_train, num_val, seed, style, centered, num_test)
     if spec.kind == "tfds":
-        return from_tfds(spec.value, size, channels, val_fraction)
+        return from_tfds(spec.value, size, channels, val_fraction, seed)
     return from_folder(spec.path, size, channels, val_fraction, seed)
 
 

@@ -9,6 +9,7 @@ import keras
 import numpy as np
 
 from keras_models import autoencoder
+from keras_models.direction import UP, with_direction
 from pipelines import Data, generative
 from tasks import generative_common as common
 from tasks.base import Task, register
@@ -30,7 +31,8 @@ def build_datasets(cfg: AutoencoderConfig) -> Data:
     noisy_psnr = generative.mean_psnr(val)
     info = common.data_info(images, cfg, noisy_input_psnr=round(noisy_psnr, 3), noise_std=cfg.noise_std)
     train = images.train.map(_clean_pair)
-    return Data(train, val, info, augment=generative.noisy_training_augment(cfg.noise_std))
+    test = generative.noisy_pairs_fixed(images.test, cfg.noise_std, cfg.seed + 1) if images.test is not None else None
+    return Data(train, val, info, augment=generative.noisy_training_augment(cfg.noise_std), test=test)
 
 
 def _clean_pair(image):
@@ -53,8 +55,9 @@ def metrics(cfg, info):
     def psnr_gain(y_true, y_pred):
         return autoencoder.psnr(y_true, y_pred) - baseline
 
-    return [keras.metrics.MeanSquaredError(name="mse"), keras.metrics.MeanMetricWrapper(autoencoder.psnr, name="psnr"),
-            keras.metrics.MeanMetricWrapper(psnr_gain, name="psnr_gain")]
+    return [keras.metrics.MeanSquaredError(name="mse"),
+            with_direction(keras.metrics.MeanMetricWrapper(autoencoder.psnr, name="psnr"), UP),
+            with_direction(keras.metrics.MeanMetricWrapper(psnr_gain, name="psnr_gain"), UP)]
 
 
 def visualize(model, batch, info, cfg) -> dict:
@@ -86,9 +89,9 @@ register(Task(
     metrics=metrics,
     default_data="generated shape silhouettes (32x32, white on black) + Gaussian noise 0.2",
     presets={
-        "debug": {"epochs": 1, "num_train": 256, "num_val": 64, "batch_size": 32, "width": 8,
+        "debug": {"epochs": 1, "num_train": 256, "num_val": 64, "num_test": 32, "batch_size": 32, "width": 8,
                   "log_every_steps": 2},
-        "small": {"epochs": 4, "num_train": 2000, "num_val": 300},
+        "small": {"epochs": 4, "num_train": 2000, "num_val": 300, "num_test": 300},
     },
     visualize=visualize,
     predict_outputs=predict_outputs,

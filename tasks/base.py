@@ -151,8 +151,6 @@ class Task:
     predict_outputs: Optional[PredictOutputs] = None
     compile: Optional[CompileModel] = None
     split_metrics: Optional[SplitMetrics] = None
-    extra_callbacks: Optional[Callable] = None  # TEMPORARY until detection moves to split_metrics
-    evaluate_extra: Optional[Callable] = None  # TEMPORARY, likewise
     rebuild_datasets: Optional[RebuildDatasets] = None
     prepare: Optional[Prepare] = None
     visualize_examples: int = 32  # validation examples handed to visualize (e.g. more for a confusion matrix)

@@ -11,7 +11,9 @@ import numpy as np
 
 from errors import DataError, UserError
 from keras_models import classifier
-from pipelines import Data, DataInfo, parse_data_spec, split_counts
+from pipelines import Data, DataInfo, parse_data_spec
+from pipelines import splits as split_rules
+from pipelines.labels import check_label_set
 from pipelines import files, images as image_ops, shapes
 from tasks import visuals
 from tasks.base import Task, TrainConfig, register
@@ -32,8 +34,8 @@ class ClassificationConfig(TrainConfig):
     augment: bool = field(default=True, metadata={"help": "random shifts and brightness on training images"})
     num_train: int = field(default=5000, metadata={"help": "generated training images (embedded data)"})
     num_val: int = field(default=1000, metadata={"help": "generated validation images (embedded data)"})
+    num_test: int = field(default=1000, metadata={"help": "generated test images (embedded data; 0 = no test split)"})
     classes: tuple[str, ...] = field(default=shapes.SHAPES, metadata={"help": "shape classes (embedded data)"})
-    val_fraction: float = field(default=0.1, metadata={"help": "held out when a source has no validation split"})
     top_k: int = field(default=3, metadata={"help": "top-k accuracy is reported when classes > 5"})
 
 
@@ -45,12 +47,13 @@ def _generated(cfg: ClassificationConfig, spec) -> Data:
     if unknown or len(cfg.classes) < 2:
         raise UserError(f"--set classes: expected 2+ of {', '.join(shapes.SHAPES)}, got {cfg.classes}")
     scene = shapes.SceneSpec(size=cfg.image_size, classes=tuple(cfg.classes))
-    train = shapes.generate_arrays(scene, cfg.num_train, cfg.seed, "train")
-    val = shapes.generate_arrays(scene, cfg.num_val, cfg.seed, "validation")
+    parts = {split: shapes.generate_arrays(scene, n, cfg.seed, split)
+             for split, n in (("train", cfg.num_train), ("validation", cfg.num_val), ("test", cfg.num_test)) if n}
     info = DataInfo("generated shapes", cfg.num_train, cfg.num_val, (cfg.image_size, cfg.image_size, 3),
-                    len(cfg.classes), tuple(cfg.classes))
-    return Data(image_ops.from_arrays(train["images"], train["labels"]),
-                image_ops.from_arrays(val["images"], val["labels"]), info)
+                    len(cfg.classes), tuple(cfg.classes), num_test=cfg.num_test,
+                    splits={s: f"generated ({s} seed stream)" for s in parts})
+    made = {s: image_ops.from_arrays(a["images"], a["labels"]) for s, a in parts.items()}
+    return Data(made["train"], made["validation"], info, test=made.get("test"))
 
 
 def _tfds(cfg: ClassificationConfig, spec) -> Data:
@@ -61,34 +64,67 @@ def _tfds(cfg: ClassificationConfig, spec) -> Data:
     if "image" not in features or "label" not in features:
         raise DataError(f"--data tfds:{spec.value}: expected 'image' and 'label' features, has {list(features)}")
     channels = features["image"].shape[-1] or 3
-    train, val, n_train, n_val = tfds_source.train_val_splits(datasets, counts, cfg.val_fraction)
+    parts, origin = tfds_source.three_splits(datasets, counts, cfg.val_fraction, cfg.seed, f"tfds:{spec.value}")
     size = (cfg.image_size, cfg.image_size)
-    info = DataInfo(f"tfds:{spec.value}", n_train, n_val, (*size, channels), features["label"].num_classes,
-                    tuple(features["label"].names))
-    return Data(image_ops.from_tfds(train, size), image_ops.from_tfds(val, size), info)
+    made = {s: image_ops.from_tfds(ds, size) for s, (ds, _) in parts.items()}
+    info = DataInfo(f"tfds:{spec.value}", parts["train"][1], parts["validation"][1], (*size, channels),
+                    features["label"].num_classes, tuple(features["label"].names),
+                    num_test=parts["test"][1] if "test" in parts else 0, splits=origin)
+    return Data(made["train"], made["validation"], info, test=made.get("test"))
 
 
-def _folder(cfg: ClassificationConfig, spec) -> Data:
-    root = spec.path
-    size = (cfg.image_size, cfg.image_size)
+def _read_images(root: Path, size, class_names=None):
+    """(images uint8, labels, class names) of an MNIST IDX pair or a folder of class sub-folders."""
     idx = files.find_idx_pair(root) if root.is_dir() else None
     if idx is not None:
         images, labels = files.read_idx(idx[0]), files.read_idx(idx[1]).astype(np.int32)
         if images.ndim != 3 or len(images) != len(labels):
             raise DataError(f"{idx[0]}: expected (N, H, W) images matching {len(labels)} labels, got {images.shape}")
-        images = image_ops.resize_uint8(images[..., None], size)
-        class_names = tuple(str(i) for i in range(int(labels.max()) + 1))
-    elif root.is_dir():
-        paths, labels, class_names = files.read_class_folders(root)
-        channels = files.image_channels(paths[0])
-        images = files.load_images(paths, size, channels)
-    else:
+        return image_ops.resize_uint8(images[..., None], size), labels, tuple(str(i) for i in range(int(labels.max()) + 1))
+    if not root.is_dir():
         raise DataError(f"--data {root}: expected a folder of class sub-folders or of MNIST IDX files")
-    n_train, n_val = split_counts(len(labels), cfg.val_fraction, str(root))
-    order = np.random.default_rng(cfg.seed).permutation(len(labels))
-    tr, va = order[:n_train], order[n_train:]
-    info = DataInfo(str(root), n_train, n_val, images.shape[1:], len(class_names), class_names)
-    return Data(image_ops.from_arrays(images[tr], labels[tr]), image_ops.from_arrays(images[va], labels[va]), info)
+    paths, labels, names = files.read_class_folders(root)
+    if class_names is not None:
+        labels = _relabel(labels, names, class_names, root)
+        names = class_names
+    check_label_set([names[k] for k in labels], str(root), "--data DIR with one sub-folder per class")
+    return files.load_images(paths, size, files.image_channels(paths[0])), labels, names
+
+
+def _relabel(labels, names, train_names, root: Path):
+    """Labels of another split's folder in the train split's class order (same class folders expected)."""
+    unknown = [n for n in names if n not in train_names]
+    if unknown:
+        raise DataError(f"{root}: class folder(s) {', '.join(unknown)} are not in the train split's classes "
+                        f"({', '.join(train_names)})")
+    return np.array([train_names.index(names[k]) for k in labels], np.int32)
+
+
+def _folder(cfg: ClassificationConfig, spec) -> Data:
+    """Class folders (or IDX files); a folder holding train/ [val/] [test/] is read as those splits."""
+    root, size = spec.path, (cfg.image_size, cfg.image_size)
+    folders = split_rules.find_split_folders(root)
+    arrays, origin = {}, {}
+    if folders is None:
+        arrays["train"] = _read_images(root, size)
+    else:
+        arrays["train"] = _read_images(folders["train"], size)
+        for split in ("validation", "test"):
+            if split in folders:
+                arrays[split] = _read_images(folders[split], size, arrays["train"][2])
+                origin[split] = f"{folders[split].name}/"
+    images, labels, names = arrays["train"]
+    origin["train"] = f"{folders['train'].name}/" if folders else "all examples"
+    if "validation" not in arrays:
+        tr, va = split_rules.carve_indices(len(labels), cfg.val_fraction, cfg.seed, str(root))
+        arrays["validation"] = (images[va], labels[va], names)
+        arrays["train"] = (images[tr], labels[tr], names)
+        origin["validation"] = split_rules.carved_note(cfg.val_fraction, cfg.seed)
+    made = {s: image_ops.from_arrays(a[0], a[1]) for s, a in arrays.items()}
+    n = {s: len(a[1]) for s, a in arrays.items()}
+    info = DataInfo(str(root), n["train"], n["validation"], arrays["train"][0].shape[1:], len(names), names,
+                    num_test=n.get("test", 0), splits=origin)
+    return Data(made["train"], made["validation"], info, test=made.get("test"))
 
 
 LOADERS = {"embedded": _generated, "tfds": _tfds, "path": _folder}
@@ -158,9 +194,9 @@ register(Task(
     metrics=metrics,
     default_data="generated shapes (6 classes, 32x32, noise + clutter)",
     presets={
-        "debug": {"epochs": 1, "num_train": 256, "num_val": 64, "batch_size": 32, "width": 8,
+        "debug": {"epochs": 1, "num_train": 256, "num_val": 64, "num_test": 64, "batch_size": 32, "width": 8,
                   "log_every_steps": 2, "warmup_steps": 0},
-        "small": {"epochs": 5, "num_train": 2000, "num_val": 500},
+        "small": {"epochs": 5, "num_train": 2000, "num_val": 500, "num_test": 500},
     },
     visualize=visualize,
     predict_outputs=predict_outputs,

@@ -20,10 +20,11 @@ from PIL import Image, ImageDraw
 
 from errors import DataError, UserError
 from keras_models import detector
-from pipelines import Data, DataInfo, files, parse_data_spec, shapes, split_counts
+from pipelines import Data, DataInfo, files, parse_data_spec, shapes
+from pipelines import splits as split_rules
 from pipelines import detection as det_data
 from tasks import visuals
-from tasks.base import Task, TrainConfig, register
+from tasks.base import SplitMetrics, Task, TrainConfig, register
 
 MODELS = {"centernet": detector.centernet}
 FORMATS = ("auto", "csv", "yolo", "voc")
@@ -45,6 +46,7 @@ class DetectionConfig(TrainConfig):
     classes: tuple[str, ...] = field(default=("circle", "square", "triangle"), metadata={"help": "shape classes (embedded data); for label files: the class list (empty or unchanged = read from the labels)"})
     num_train: int = field(default=3000, metadata={"help": "generated training scenes (embedded data)"})
     num_val: int = field(default=300, metadata={"help": "generated validation scenes (embedded data)"})
+    num_test: int = field(default=300, metadata={"help": "generated test scenes (embedded data; 0 = no test split)"})
     min_objects: int = field(default=1, metadata={"help": "objects per generated scene, at least"})
     max_objects: int = field(default=3, metadata={"help": "objects per generated scene, at most"})
     min_scale: float = field(default=0.25, metadata={"help": "generated object size as a fraction of the image side, at least"})
@@ -52,7 +54,7 @@ class DetectionConfig(TrainConfig):
     max_overlap: float = field(default=0.2, metadata={"help": "largest IoU between two generated objects"})
     max_boxes: int = field(default=0, metadata={"help": "boxes kept per image (0 = as many as the data has)"})
     data_format: str = field(default="auto", metadata={"choices": FORMATS, "help": "label format of a --data folder"})
-    val_fraction: float = field(default=0.15, metadata={"help": "held out when a source has no validation split"})
+    val_fraction: float = field(default=0.15, metadata={"help": "share of train held out for validation when the source has no validation split (chosen by seed)"})
     score_threshold: float = field(default=0.3, metadata={"help": "score a box needs to be drawn (TensorBoard, predict PNGs)"})
     nms_iou: float = field(default=0.5, metadata={"help": "IoU above which NMS drops the lower-scored box of a class"})
     map_every_epochs: int = field(default=1, metadata={"help": "compute COCO mAP on the validation set every N epochs (and after the last)"})
@@ -87,10 +89,11 @@ def _generated(cfg: DetectionConfig, spec) -> Data:
                              max_objects=cfg.max_objects, min_scale=cfg.min_scale, max_scale=cfg.max_scale,
                              max_overlap=cfg.max_overlap, max_clutter=3)
     m = cfg.max_boxes or cfg.max_objects
-    train = det_data.generated(scene, cfg.num_train, cfg.seed, "train", m)
-    val = det_data.generated(scene, cfg.num_val, cfg.seed, "validation", m)
+    made = {split: det_data.from_arrays(*det_data.generated(scene, n, cfg.seed, split, m))
+            for split, n in (("train", cfg.num_train), ("validation", cfg.num_val), ("test", cfg.num_test)) if n}
     info = _info("generated shapes scenes", cfg.num_train, cfg.num_val, size, cfg.classes, cfg, m)
-    return Data(det_data.from_arrays(*train), det_data.from_arrays(*val), info)
+    info.num_test, info.splits = cfg.num_test, {split: f"generated ({split} seed stream)" for split in made}
+    return Data(made["train"], made["validation"], info, test=made.get("test"))
 
 
 def _tfds(cfg: DetectionConfig, spec) -> Data:
@@ -100,72 +103,78 @@ def _tfds(cfg: DetectionConfig, spec) -> Data:
     objects = tinfo.features["objects"] if "objects" in tinfo.features else None
     if "image" not in tinfo.features or objects is None or "bbox" not in objects or "label" not in objects:
         raise DataError(f"--data tfds:{spec.value}: expected 'image' and 'objects' with 'bbox' and 'label' features")
-    train, val, n_train, n_val = tfds_source.train_val_splits(datasets, counts, cfg.val_fraction)
+    parts, origin = tfds_source.three_splits(datasets, counts, cfg.val_fraction, cfg.seed, f"tfds:{spec.value}")
     size = image_size(cfg, "tfds")
     m = cfg.max_boxes or TFDS_MAX_BOXES
     names = tuple(objects["label"].names)
-    info = _info(f"tfds:{spec.value}", n_train, n_val, size, names, cfg, m)
-    return Data(det_data.from_tfds(train, size, m), det_data.from_tfds(val, size, m), info)
+    info = _info(f"tfds:{spec.value}", parts["train"][1], parts["validation"][1], size, names, cfg, m)
+    info.num_test, info.splits = (parts["test"][1] if "test" in parts else 0), origin
+    made = {split: det_data.from_tfds(ds, size, m) for split, (ds, _) in parts.items()}
+    return Data(made["train"], made["validation"], info, test=made.get("test"))
 
 
 def _records(cfg: DetectionConfig, root: Path):
-    """(train records, val records or None, class names or None, boxes are normalised)."""
+    """({split: records} with train and, where the layout has them, validation/test; class names or None;
+    boxes are normalised)."""
     fmt = det_data.detect_format(root) if cfg.data_format == "auto" else cfg.data_format
     if fmt == "csv":
         if root.is_file():
-            return det_data.read_csv(root, [root.parent / "images", root.parent]), None, None, False
+            return {"train": det_data.read_csv(root, [root.parent / "images", root.parent])}, None, False
         found = {split: next((root / n for n in names if (root / n).is_file()), None)
                  for split, names in det_data.CSV_SPLITS.items()}
         dirs = [root / "images", root]
         if found["train"] is None:
             csvs = sorted(root.glob("*.csv"))
             if len(csvs) != 1:
-                raise DataError(f"--data {root}: expected train_labels.csv (+ test_labels.csv) or exactly one .csv, found {len(csvs)}")
-            return det_data.read_csv(csvs[0], dirs), None, None, False
-        val = det_data.read_csv(found["validation"], dirs) if found["validation"] else None
-        return det_data.read_csv(found["train"], dirs), val, None, False
+                raise DataError(f"--data {root}: expected train_labels.csv (+ val_labels.csv, test_labels.csv) "
+                                f"or exactly one .csv, found {len(csvs)}")
+            return {"train": det_data.read_csv(csvs[0], dirs)}, None, False
+        return {split: det_data.read_csv(path, dirs) for split, path in found.items() if path}, None, False
     if fmt == "yolo":
         names = det_data.read_yolo_names(root)
-        if (root / "images" / "train").is_dir():
-            val_name = next((n for n in ("val", "valid", "validation", "test") if (root / "images" / n).is_dir()), None)
-            train = det_data.read_yolo(root / "images" / "train", root / "labels" / "train")
-            val = det_data.read_yolo(root / "images" / val_name, root / "labels" / val_name) if val_name else None
+        folders = split_rules.find_split_folders(root / "images")
+        if folders is not None:
+            parts = {split: det_data.read_yolo(path, root / "labels" / path.name) for split, path in folders.items()}
         else:
-            train, val = det_data.read_yolo(root / "images", root / "labels"), None
+            parts = {"train": det_data.read_yolo(root / "images", root / "labels")}
         if names is None:
-            top = max([c for r in train + (val or []) for c in r.classes], default=0)
+            top = max([c for records in parts.values() for r in records for c in r.classes], default=0)
             names = tuple(str(i) for i in range(top + 1))
-        return train, val, names, True
+        return parts, names, True
     if fmt == "voc":
         xml_dir = root / "Annotations" if (root / "Annotations").is_dir() else root / "annotations"
         records = det_data.read_voc(xml_dir, [root / "JPEGImages", root / "images", root])
         lists = root / "ImageSets" / "Main"
-        if (lists / "train.txt").is_file() and (lists / "val.txt").is_file():
+        if (lists / "train.txt").is_file():
             by_stem = {r.image.stem: r for r in records}
             pick = lambda f: [by_stem[s] for s in f.read_text().split() if s in by_stem]  # noqa: E731
-            return pick(lists / "train.txt"), pick(lists / "val.txt"), None, False
-        return records, None, None, False
+            return {split: pick(lists / f"{name}.txt") for split, name in
+                    (("train", "train"), ("validation", "val"), ("test", "test")) if (lists / f"{name}.txt").is_file()}, None, False
+        return {"train": records}, None, False
     raise UserError(f"--set data_format={fmt}: expected one of {', '.join(FORMATS)}")
 
 
 def _folder(cfg: DetectionConfig, spec) -> Data:
     root = spec.path
-    train, val, names, normalised = _records(cfg, root)
-    if val is None:
-        n_train, n_val = split_counts(len(train), cfg.val_fraction, str(root))
-        order = np.random.default_rng(cfg.seed).permutation(len(train))
-        train, val = [train[i] for i in order[:n_train]], [train[i] for i in order[n_train:]]
+    parts, names, normalised = _records(cfg, root)
+    origin = {split: "own split" for split in parts}
+    if "validation" not in parts:
+        tr, va = split_rules.carve_indices(len(parts["train"]), cfg.val_fraction, cfg.seed, str(root))
+        parts["train"], parts["validation"] = [parts["train"][i] for i in tr], [parts["train"][i] for i in va]
+        origin["validation"] = split_rules.carved_note(cfg.val_fraction, cfg.seed)
+    labelled = parts["train"] + parts["validation"]  # class names never come from the test split
     if names is None:
         defaults = DetectionConfig.__dataclass_fields__["classes"].default
-        names = tuple(cfg.classes) if cfg.classes and tuple(cfg.classes) != defaults else det_data.class_names_of(train + val)
+        names = tuple(cfg.classes) if cfg.classes and tuple(cfg.classes) != defaults else det_data.class_names_of(labelled)
     if not names:
         raise DataError(f"--data {root}: no labelled boxes found")
     size = image_size(cfg, "path")
-    m = cfg.max_boxes or max(1, max(len(r.classes) for r in train + val))
-    tr = det_data.load_records(train, size, names, m, normalised)
-    va = det_data.load_records(val, size, names, m, normalised)
-    info = _info(str(root), len(train), len(val), size, names, cfg, m)
-    return Data(det_data.from_arrays(*tr), det_data.from_arrays(*va), info)
+    m = cfg.max_boxes or max(1, max(len(r.classes) for r in labelled))
+    made = {split: det_data.from_arrays(*det_data.load_records(records, size, names, m, normalised))
+            for split, records in parts.items()}
+    info = _info(str(root), len(parts["train"]), len(parts["validation"]), size, names, cfg, m)
+    info.num_test, info.splits = len(parts.get("test", [])), origin
+    return Data(made["train"], made["validation"], info, test=made.get("test"))
 
 
 LOADERS = {"embedded": _generated, "tfds": _tfds, "path": _folder}
@@ -191,7 +200,7 @@ def loss(cfg: DetectionConfig, info: DataInfo):
 
 
 def metrics(cfg, info):
-    return []  # mAP needs decoding + NMS over the whole set: computed by MeanAveragePrecision below
+    return []  # mAP needs decoding + NMS over the whole split: declared below as COCO_MAP (split_metrics)
 
 
 # --- decoding and COCO mAP -----------------------------------------------------------------------
@@ -286,34 +295,16 @@ def evaluate_map(model, images, targets, cfg, info) -> tuple[dict, str]:
     return coco_map(truth_of(targets), detect(model, images, cfg, info), info.num_classes)
 
 
-class MeanAveragePrecision(keras.callbacks.Callback):
-    """COCO mAP on the validation set, written into the epoch logs as val_map50, val_map, val_map75."""
-
-    def __init__(self, cfg, data: Data):
-        super().__init__()
-        self.cfg, self.data = cfg, data
-        self.arrays = None
-
-    def on_epoch_end(self, epoch, logs=None):
-        last = epoch + 1 >= self.cfg.epochs
-        if logs is None or not ((epoch + 1) % max(1, self.cfg.map_every_epochs) == 0 or last):
-            return
-        if self.arrays is None:
-            self.arrays = dataset_arrays(self.data.val)
-        scores, _ = evaluate_map(self.model, *self.arrays, self.cfg, self.data.info)
-        logs.update({f"val_{k}": v for k, v in scores.items()})
-
-
-def extra_callbacks(cfg, data, run_dir):
-    return [MeanAveragePrecision(cfg, data)]
-
-
-def evaluate_extra(model, ds, cfg, info) -> dict:
-    """evaluate: COCO mAP on the split, printing the COCO summary table."""
+def split_map(model, ds, cfg, info: DataInfo, report) -> dict:
+    """COCO mAP over a whole split (decoding + NMS per image); `report` gets the COCO summary table."""
     scores, table = evaluate_map(model, *dataset_arrays(ds), cfg, info)
-    print("COCO bbox evaluation (pycocotools):")
-    print(table)
+    report("COCO bbox evaluation (pycocotools):\n" + table)
     return scores
+
+
+# map50 picks the best checkpoint; all three are "higher is better".
+COCO_MAP = SplitMetrics(directions={"map50": "up", "map": "up", "map75": "up"}, compute=split_map,
+                        every_epochs=lambda cfg: cfg.map_every_epochs)
 
 
 # --- pictures and predictions --------------------------------------------------------------------
@@ -407,13 +398,12 @@ register(Task(
     metrics=metrics,
     default_data="generated shapes scenes (3 classes, 64x64, 1-3 objects)",
     presets={
-        "debug": {"epochs": 1, "num_train": 128, "num_val": 32, "batch_size": 16, "width": 8,
+        "debug": {"epochs": 1, "num_train": 128, "num_val": 32, "num_test": 16, "batch_size": 16, "width": 8,
                   "log_every_steps": 2, "warmup_steps": 0},
-        "small": {"epochs": 6, "num_train": 1500, "num_val": 200},
+        "small": {"epochs": 6, "num_train": 1500, "num_val": 200, "num_test": 200},
     },
     visualize=visualize,
     predict_outputs=predict_outputs,
-    extra_callbacks=extra_callbacks,
-    evaluate_extra=evaluate_extra,
+    split_metrics=COCO_MAP,
     best_metric="val_map50",
 ))

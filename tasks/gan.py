@@ -39,8 +39,9 @@ def build_datasets(cfg: GANConfig) -> Data:
     images = common.load_images(cfg, multiple_of=8)
     info = common.data_info(images, cfg, latent_dim=cfg.latent_dim, value_range=[-1, 1])
     labelled = images.labelled or generative.rotations(images)
+    test = images.test.map(_real_pair) if images.test is not None else None
     return Data(images.train.map(_real_pair), images.val.map(_real_pair), info,
-                extras={"score_data": labelled})
+                extras={"score_data": labelled}, test=test)
 
 
 def _real_pair(image):
@@ -119,9 +120,9 @@ register(Task(
     metrics=metrics,
     default_data="generated shape silhouettes (32x32, white on black, centred and upright)",
     presets={
-        "debug": {"epochs": 1, "num_train": 256, "num_val": 64, "batch_size": 32, "width": 8,
+        "debug": {"epochs": 1, "num_train": 256, "num_val": 64, "num_test": 32, "batch_size": 32, "width": 8,
                   "latent_dim": 16, "log_every_steps": 2, "score_steps": 20},
-        "small": {"epochs": 6, "num_train": 2000, "num_val": 300},
+        "small": {"epochs": 6, "num_train": 2000, "num_val": 300, "num_test": 300},
     },
     visualize=visualize,
     predict_outputs=predict_outputs,

@@ -20,7 +20,7 @@ class ImageGenConfig(TrainConfig):
     channels: int = field(default=1, metadata={"help": "1 = grayscale, 3 = colour (sources are converted)"})
     num_train: int = field(default=4000, metadata={"help": "generated training images (embedded data)"})
     num_val: int = field(default=500, metadata={"help": "generated validation images (embedded data)"})
-    val_fraction: float = field(default=0.1, metadata={"help": "held out when a source has no validation split"})
+    num_test: int = field(default=500, metadata={"help": "generated test images (embedded data; 0 = no test split)"})
     shapes_style: str = field(default="silhouette", metadata={
         "choices": generative.STYLES, "help": "embedded data: silhouette (white shape on black) | scene (rendered image)"})
     shapes_centered: bool = field(default=False, metadata={
@@ -40,12 +40,14 @@ def load_images(cfg: ImageGenConfig, multiple_of: int = 4) -> generative.ImageSe
         raise UserError(f"--set image_size={cfg.image_size}: expected a positive multiple of {multiple_of}")
     return generative.load(parse_data_spec(cfg.data), size=cfg.image_size, channels=cfg.channels,
                            num_train=cfg.num_train, num_val=cfg.num_val, seed=cfg.seed,
-                           val_fraction=cfg.val_fraction, style=cfg.shapes_style, centered=cfg.shapes_centered)
+                           val_fraction=cfg.val_fraction, style=cfg.shapes_style, centered=cfg.shapes_centered,
+                           num_test=cfg.num_test)
 
 
 def data_info(images: generative.ImageSet, cfg: ImageGenConfig, **extra) -> DataInfo:
     return DataInfo(images.source, images.num_train, images.num_val,
-                    (cfg.image_size, cfg.image_size, cfg.channels), extra=dict(extra))
+                    (cfg.image_size, cfg.image_size, cfg.channels), extra=dict(extra),
+                    num_test=images.num_test, splits=images.splits)
 
 
 def tiles(images) -> list[np.ndarray]:

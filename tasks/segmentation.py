@@ -13,7 +13,8 @@ from PIL import Image
 
 from errors import DataError, UserError
 from keras_models import unet
-from pipelines import Data, DataInfo, parse_data_spec, split_counts
+from pipelines import Data, DataInfo, parse_data_spec
+from pipelines import splits as split_rules
 from pipelines import files, shapes
 from pipelines import segmentation as seg
 from tasks import visuals
@@ -42,9 +43,10 @@ class SegmentationConfig(TrainConfig):
     max_zoom: float = field(default=0.2, metadata={"help": "augmentation zooms in by up to this fraction"})
     num_train: int = field(default=1024, metadata={"help": "generated training scenes (embedded data)"})
     num_val: int = field(default=200, metadata={"help": "generated validation scenes (embedded data)"})
+    num_test: int = field(default=200, metadata={"help": "generated test scenes (embedded data; 0 = no test split)"})
     classes: tuple[str, ...] = field(default=("circle", "triangle", "cross"), metadata={"help": "shape classes (embedded data); class 0 is background"})
     min_epoch_examples: int = field(default=480, metadata={"help": "small training sets are repeated (augmented anew) to fill an epoch"})
-    val_fraction: float = field(default=0.2, metadata={"help": "held out when a source has no validation split"})
+    val_fraction: float = field(default=0.2, metadata={"help": "share of train held out for validation when the source has no validation split (chosen by seed)"})
     mask_values: str = field(default="", metadata={"help": "folder masks: pixel value -> class, e.g. 0:0,255:1 (default: values are class indices; 0/255 masks -> 0/1)"})
     num_classes: int = field(default=0, metadata={"help": "folder masks: number of classes (0 = inferred from the masks)"})
 
@@ -66,11 +68,13 @@ def _generated(cfg: SegmentationConfig, spec) -> Data:
     size = _size(cfg, "embedded")
     scene = shapes.SceneSpec(size=size[0], classes=tuple(cfg.classes), min_objects=1, max_objects=4,
                              min_scale=0.22, max_scale=0.45, max_clutter=3, max_overlap=0.05)
-    train = shapes.generate_arrays(scene, cfg.num_train, cfg.seed, "train")
-    val = shapes.generate_arrays(scene, cfg.num_val, cfg.seed, "validation")
+    parts = {split: shapes.generate_arrays(scene, n, cfg.seed, split)
+             for split, n in (("train", cfg.num_train), ("validation", cfg.num_val), ("test", cfg.num_test)) if n}
     names = ("background", *cfg.classes)
-    info = DataInfo("generated shapes scenes", cfg.num_train, cfg.num_val, (*size, 3), len(names), names)
-    return Data(seg.from_arrays(train["images"], train["masks"]), seg.from_arrays(val["images"], val["masks"]), info)
+    info = DataInfo("generated shapes scenes", cfg.num_train, cfg.num_val, (*size, 3), len(names), names,
+                    num_test=cfg.num_test, splits={s: f"generated ({s} seed stream)" for s in parts})
+    made = {s: seg.from_arrays(a["images"], a["masks"]) for s, a in parts.items()}
+    return Data(made["train"], made["validation"], info, test=made.get("test"))
 
 
 def _tfds(cfg: SegmentationConfig, spec) -> Data:
@@ -79,26 +83,41 @@ def _tfds(cfg: SegmentationConfig, spec) -> Data:
     if spec.value.split("/")[0].split(":")[0] != "oxford_iiit_pet":
         raise UserError(f"--data tfds:{spec.value}: segmentation reads tfds:oxford_iiit_pet (or a folder of images/ and masks/)")
     datasets, counts, _ = tfds_source.load_tfds(spec.value)
-    train, val, n_train, n_val = tfds_source.train_val_splits(datasets, counts, cfg.val_fraction)
+    parts, origin = tfds_source.three_splits(datasets, counts, cfg.val_fraction, cfg.seed, f"tfds:{spec.value}")
     size = _size(cfg, "tfds")
-    info = DataInfo(f"tfds:{spec.value}", n_train, n_val, (*size, 3), len(seg.PET_CLASSES), seg.PET_CLASSES)
-    return Data(seg.from_tfds_pets(train, size), seg.from_tfds_pets(val, size), info)
+    made = {split: seg.from_tfds_pets(ds, size) for split, (ds, _) in parts.items()}
+    info = DataInfo(f"tfds:{spec.value}", parts["train"][1], parts["validation"][1], (*size, 3), len(seg.PET_CLASSES),
+                    seg.PET_CLASSES, num_test=parts["test"][1] if "test" in parts else 0, splits=origin)
+    return Data(made["train"], made["validation"], info, test=made.get("test"))
 
 
 def _folder(cfg: SegmentationConfig, spec) -> Data:
+    """images/ + masks/ (paired by name); a folder holding train/ [val/] [test/], each laid out so, gives splits."""
     root = spec.path
     if not root.is_dir():
         raise DataError(f"--data {root}: expected a folder with images/ and masks/ sub-folders")
     size = _size(cfg, "path")
-    mapping = seg.parse_mask_values(cfg.mask_values)
-    images, masks, num_classes, mapping, stems = seg.read_folder(root, size, mapping, cfg.num_classes)
-    n_train, n_val = split_counts(len(images), cfg.val_fraction, str(root))
-    order = np.random.default_rng(cfg.seed).permutation(len(images))
-    tr, va = np.sort(order[:n_train]), np.sort(order[n_train:])
+    folders = split_rules.find_split_folders(root) or {"train": root}
+    images, masks, num_classes, mapping, stems = seg.read_folder(
+        folders["train"], size, seg.parse_mask_values(cfg.mask_values), cfg.num_classes)
+    arrays = {"train": (images, masks)}
+    origin = {"train": f"{folders['train'].name}/" if folders["train"] != root else "all examples"}
+    for split in ("validation", "test"):
+        if split in folders:  # other splits use the train split's value -> class mapping
+            other_images, other_masks, *_ = seg.read_folder(folders[split], size, mapping, num_classes)
+            arrays[split], origin[split] = (other_images, other_masks), f"{folders[split].name}/"
+    val_stems = None
+    if "validation" not in arrays:
+        tr, va = split_rules.carve_indices(len(images), cfg.val_fraction, cfg.seed, str(root))
+        arrays["train"], arrays["validation"] = (images[tr], masks[tr]), (images[va], masks[va])
+        origin["validation"], val_stems = split_rules.carved_note(cfg.val_fraction, cfg.seed), [stems[i] for i in va]
     names = tuple(str(k) for k in range(num_classes))
-    extra = {"mask_values": {str(k): v for k, v in mapping.items()}, "val_stems": [stems[i] for i in va]}
-    info = DataInfo(str(root), n_train, n_val, images.shape[1:], num_classes, names, extra)
-    return Data(seg.from_arrays(images[tr], masks[tr]), seg.from_arrays(images[va], masks[va]), info)
+    extra = {"mask_values": {str(k): v for k, v in mapping.items()}, "val_stems": val_stems}
+    n = {split: len(a[0]) for split, a in arrays.items()}
+    info = DataInfo(str(root), n["train"], n["validation"], images.shape[1:], num_classes, names, extra,
+                    num_test=n.get("test", 0), splits=origin)
+    made = {split: seg.from_arrays(*a) for split, a in arrays.items()}
+    return Data(made["train"], made["validation"], info, test=made.get("test"))
 
 
 LOADERS = {"embedded": _generated, "tfds": _tfds, "path": _folder}
@@ -231,9 +250,9 @@ register(Task(
     metrics=metrics,
     default_data="generated shapes scenes (64x64, 1-4 objects; background + circle, triangle, cross)",
     presets={
-        "debug": {"epochs": 1, "num_train": 64, "num_val": 32, "batch_size": 16, "filters": 4, "depth": 2,
+        "debug": {"epochs": 1, "num_train": 64, "num_val": 32, "num_test": 16, "batch_size": 16, "filters": 4, "depth": 2,
                   "image_size": 32, "log_every_steps": 2, "warmup_steps": 0, "min_epoch_examples": 32},
-        "small": {"epochs": 5, "num_train": 600, "num_val": 100},
+        "small": {"epochs": 5, "num_train": 600, "num_val": 100, "num_test": 100},
     },
     visualize=visualize,
     predict_outputs=predict_outputs,

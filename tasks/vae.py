@@ -29,7 +29,8 @@ class VAEConfig(common.ImageGenConfig):
 def build_datasets(cfg: VAEConfig) -> Data:
     images = common.load_images(cfg)
     info = common.data_info(images, cfg, latent_dim=cfg.latent_dim)
-    return Data(images.train.map(_image_is_target), images.val.map(_image_is_target), info)
+    test = images.test.map(_image_is_target) if images.test is not None else None
+    return Data(images.train.map(_image_is_target), images.val.map(_image_is_target), info, test=test)
 
 
 def _image_is_target(image):
@@ -106,9 +107,9 @@ register(Task(
     metrics=metrics,
     default_data="generated shape silhouettes (32x32, white on black)",
     presets={
-        "debug": {"epochs": 1, "num_train": 256, "num_val": 64, "batch_size": 32, "width": 8,
+        "debug": {"epochs": 1, "num_train": 256, "num_val": 64, "num_test": 32, "batch_size": 32, "width": 8,
                   "latent_dim": 4, "log_every_steps": 2},
-        "small": {"epochs": 4, "num_train": 2000, "num_val": 300},
+        "small": {"epochs": 4, "num_train": 2000, "num_val": 300, "num_test": 300},
     },
     visualize=visualize,
     predict_outputs=predict_outputs,

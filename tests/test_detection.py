@@ -130,9 +130,11 @@ def test_csv_folder_reads_boxes_scaled_to_the_model_input(tmp_path):
     _image(tmp_path / "images" / "b.jpg")
     header = "filename,width,height,class,xmin,ymin,xmax,ymax\n"
     (tmp_path / "train_labels.csv").write_text(header + "a.jpg,40,20,cat,0,0,20,10\na.jpg,40,20,dog,20,10,40,20\n")
-    (tmp_path / "test_labels.csv").write_text(header + "b.jpg,40,20,dog,10,5,30,15\n")
+    (tmp_path / "val_labels.csv").write_text(header + "b.jpg,40,20,dog,10,5,30,15\n")
+    (tmp_path / "test_labels.csv").write_text(header + "b.jpg,40,20,cat,0,0,40,20\n")
     data = _build(tmp_path)
     assert data.info.class_names == ("cat", "dog") and (data.info.num_train, data.info.num_val) == (1, 1)
+    assert data.info.num_test == 1 and data.test is not None  # test_labels.csv is the test split, not validation
     assert data.info.input_shape == (32, 32, 3) and data.info.extra["max_boxes"] == 2
     np.testing.assert_allclose(_targets(data.train)[0], [[0, 0, 16, 16, 0], [16, 16, 32, 32, 1]])
     np.testing.assert_allclose(_targets(data.val)[0], [[8, 8, 24, 24, 1], [0, 0, 0, 0, -1]])
@@ -150,7 +152,7 @@ def test_csv_errors_name_file_and_line(tmp_path, row, message):
     _image(tmp_path / "images" / "a.jpg")
     header = "filename,width,height,class,xmin,ymin,xmax,ymax\n"
     (tmp_path / "train_labels.csv").write_text(header + row)
-    (tmp_path / "test_labels.csv").write_text(header + "a.jpg,40,20,cat,0,0,20,10\n")
+    (tmp_path / "val_labels.csv").write_text(header + "a.jpg,40,20,cat,0,0,20,10\n")
     with pytest.raises(DataError, match="^" + str(tmp_path).replace("\\", "\\\\") + ".*" + message.replace("(", r"\(").replace(")", r"\)")):
         _build(tmp_path, "classes=cat,dog")
 

@@ -117,9 +117,23 @@ class TensorBoardLogger(keras.callbacks.Callback):
         self.s.flush()
 
 
-def lower_is_better(metric: str) -> bool:
-    """How a metric's name says which way is better (losses, errors, distances: lower)."""
-    return any(word in metric for word in ("loss", "error", "distance"))
+class SplitMetricsCallback(keras.callbacks.Callback):
+    """A task's whole-split metrics on the validation split, added to the epoch logs as val_<name>.
+
+    Runs every `every_epochs` epochs and on the last; it must run before the Checkpointer and
+    TensorBoard so the values reach history, the best checkpoint and the plots.
+    """
+
+    def __init__(self, split_metrics, data, cfg):
+        super().__init__()
+        self.split_metrics, self.data, self.cfg = split_metrics, data, cfg
+
+    def on_epoch_end(self, epoch, logs=None):
+        every = max(1, int(self.split_metrics.every_epochs(self.cfg)))
+        if logs is None or not ((epoch + 1) % every == 0 or epoch + 1 >= self.cfg.epochs):
+            return
+        values = self.split_metrics.compute(self.model, self.data.val, self.cfg, self.data.info, lambda text: None)
+        logs.update({f"val_{k}": float(v) for k, v in values.items()})
 
 
 class Checkpointer(keras.callbacks.Callback):
@@ -130,7 +144,8 @@ class Checkpointer(keras.callbacks.Callback):
     """
 
     def __init__(self, run_dir: Path, *, guard: "Guard", steps_per_epoch: int, keep: int, best_metric: str,
-                 every_steps: int = 0, history: list | None = None, best: float | None = None):
+                 minimise: bool, every_steps: int = 0, history: list | None = None, best: float | None = None,
+                 best_epoch: int | None = None):
         super().__init__()
         self.guard = guard
         self.dir = run_dir / rundir.CHECKPOINTS
@@ -139,10 +154,11 @@ class Checkpointer(keras.callbacks.Callback):
         self.steps_per_epoch = steps_per_epoch
         self.keep = max(1, keep)
         self.best_metric = best_metric
-        self.minimise = lower_is_better(best_metric)
+        self.minimise = minimise  # from the metric's declared direction (training.directions)
         self.every_steps = every_steps
         self.history = history if history is not None else []
         self.best = best
+        self.best_epoch = best_epoch
         self.epoch = 0
         self._saved_on_signal = False
 
@@ -174,7 +190,7 @@ class Checkpointer(keras.callbacks.Callback):
         improved = value is not None and math.isfinite(value) and (
             self.best is None or (value < self.best if self.minimise else value > self.best))
         if improved:
-            self.best = value
+            self.best, self.best_epoch = value, epoch + 1
         self.save(kind="epoch", improved=improved)
 
     def save(self, kind: str, improved: bool = False) -> Path:
@@ -187,6 +203,7 @@ class Checkpointer(keras.callbacks.Callback):
             rundir.save_keras_atomically(self.model, self.dir / "best.weights.h5", weights_only=True)
         state = {"weights": name, "global_step": step, "epoch": epoch_done, "step_in_epoch": in_epoch,
                  "kind": kind, "best_metric": self.best_metric, "best_value": self.best,
+                 "best_epoch": self.best_epoch,
                  "time": time.strftime("%Y-%m-%dT%H:%M:%S")}
         rundir.write_json(self.dir / "latest.json", state)
         self._prune(keep_name=name)

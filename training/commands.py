@@ -99,8 +99,17 @@ def _print_outcome(run_dir: Path, metrics: dict) -> None:
     val = ", ".join(f"{k} {v:.4f}" for k, v in metrics.get("validation", {}).items())
     t = metrics.get("timing", {})
     step = t.get("step_s")
+    best = metrics.get("best") or {}
     print("\ndone.")
     print(f"  validation:   {val or '-'}")
+    if best.get("epoch"):
+        print(f"  best:         {best['metric']} {best['value']:.4f} at epoch {best['epoch']} ({best['direction']} is better)")
+    test = metrics.get("test")
+    if test:
+        shown = ", ".join(f"{k} {v:.4f}" for k, v in test.items() if isinstance(v, float))
+        print(f"  test:         {shown} ({test['checkpoint']} checkpoint, {test['examples']} examples)")
+    else:
+        print("  test:         - (the data has no test split)")
     if step:
         print(f"  speed:        {step * 1000:.1f} ms/step, {t['examples_per_s']:.0f} examples/s "
               f"(compile {t['compile_s']:.1f} s, wall {t['wall_s']:.0f} s)")
@@ -124,10 +133,13 @@ def cmd_evaluate(args) -> int:
 
     task, run_dir = _task_of_run(args)
     out = evaluate(task, run_dir, split=args.split, which=args.checkpoint, data=args.data)
-    print(f"{task.name} {args.split} ({args.checkpoint} weights, {out['backend']}):")
+    used = out["examples"]
+    parts = ", ".join(f"{k} {v}" for k, v in used.get("parts", {}).items())
+    print(f"{task.name} on {out['data']}, split {out['split']}: {used['count']} examples "
+          f"({parts or used.get('origin', '')}); {args.checkpoint} weights, {out['backend']}")
     for k, v in out["metrics"].items():
         print(f"  {k:<24} {v:.4f}")
-    print(f"written: {run_dir / ('eval-' + args.split + '.json')}")
+    print(f"written: {run_dir / ('eval-' + out['split'] + '.json')}")
     return 0
 
 

@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from pathlib import Path
 
 import keras
 
 from errors import UserError
-from pipelines import stream
 from tasks.base import Task
 from training import rundir
-from training.loop import build_compiled_model, build_data, load_data_info, load_run_config
+from training.loop import build_compiled_model, build_data, evaluate_dataset, load_data_info, load_run_config
 
 CHECKPOINT_CHOICES = ("final", "best", "last")
 
@@ -42,27 +42,40 @@ def load_trained_model(task: Task, run_dir: Path, which: str = "final", override
     return model, cfg, info
 
 
-def evaluate(task: Task, run_dir: Path, *, split: str = "validation", which: str = "final",
-             data: str | None = None) -> dict:
+EVAL_SPLITS = ("train", "validation", "test", "all")
+
+
+def evaluate(task: Task, run_dir: Path, *, split: str | None = None, which: str = "final",
+             data: str | None = None, report=print) -> dict:
+    """Metrics of a run's weights on one split of its data, or on other data (all of it by default)."""
     model, cfg, info = load_trained_model(task, run_dir, which)
     if data is not None:
-        import dataclasses
-
         cfg = dataclasses.replace(cfg, data=data)
+    split = split or ("all" if data is not None else "validation")
+    if split not in EVAL_SPLITS:
+        raise UserError(f"--split {split!r}: expected one of {', '.join(EVAL_SPLITS)}")
     bundle = build_data(task, cfg, saved_info=info)
-    if split not in ("validation", "train"):
-        raise UserError(f"--split {split!r}: expected validation or train")
-    ds = bundle.val if split == "validation" else bundle.train
-    batcher = None if bundle.batch is None else (lambda d: bundle.batch(d, cfg.batch_size))
-    results = model.evaluate(stream.eval_stream(ds, batch_size=cfg.batch_size, batch=batcher),
-                             return_dict=True, verbose=0)
-    results = {k: float(v) for k, v in results.items()}
-    if task.evaluate_extra is not None:
-        results.update({k: float(v) for k, v in task.evaluate_extra(model, ds, cfg, info).items()})
-    out = {"task": task.name, "split": split, "checkpoint": which, "backend": keras.config.backend(),
-           "data": cfg.data, "metrics": results, "time": time.strftime("%Y-%m-%dT%H:%M:%S")}
+    ds, used = _split_dataset(bundle, split)
+    results = evaluate_dataset(task, model, bundle, ds, cfg, report=report)
+    out = {"task": task.name, "split": split, "examples": used, "checkpoint": which,
+           "backend": keras.config.backend(), "data": cfg.data, "metrics": results,
+           "time": time.strftime("%Y-%m-%dT%H:%M:%S")}
     rundir.write_json(Path(run_dir) / f"eval-{split}.json", out)
     return out
+
+
+def _split_dataset(bundle, split: str):
+    """(dataset, description of the examples used) for one split or the union of all of them."""
+    info = bundle.info
+    names = [s for s in ("train", "validation", "test") if s != "test" or bundle.test is not None]
+    if split != "all":
+        ds = bundle.split(split)
+        return ds, {"split": split, "count": info.count(split), "origin": info.splits.get(split, split)}
+    ds = bundle.split(names[0])
+    for name in names[1:]:
+        ds = ds.concatenate(bundle.split(name))
+    counts = {name: info.count(name) for name in names}
+    return ds, {"split": "all", "count": sum(counts.values()), "parts": counts}
 
 
 def predict(task: Task, run_dir: Path, inputs: list[str], *, out_dir: Path | None = None,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import resource
 import sys
@@ -17,7 +18,8 @@ from pipelines.data import data_info_from_dict
 from tasks.base import Task, config_from_dict
 from training import backend as backend_mod
 from training import rundir
-from training.callbacks import Checkpointer, Guard, StepTimer, TensorBoardLogger
+from training.callbacks import Checkpointer, Guard, SplitMetricsCallback, StepTimer, TensorBoardLogger
+from training.directions import logged_directions, resolve_best_metric
 
 
 class Interrupted(Exception):
@@ -63,19 +65,83 @@ def build_data(task: Task, cfg, saved_info: DataInfo | None = None):
         raise DataError(f"--data {cfg.data}: the training set is empty")
     if info.num_val < 1:
         raise DataError(f"--data {cfg.data}: the validation set is empty")
+    if data.test is not None and info.num_test < 1:
+        data.test = None
     return data
 
 
+@contextlib.contextmanager
+def input_pipeline_errors(data_flag: str):
+    """A failure inside tf.data (a file that cannot be decoded, a shape that cannot be batched) is the
+    data's fault: one line naming the data (the traceback stays behind --debug)."""
+    try:
+        yield
+    except Exception as exc:  # noqa: BLE001  (only TensorFlow's data errors are translated)
+        if not _is_input_error(exc):
+            raise
+        first = next((line.strip() for line in str(exc).splitlines() if line.strip()), exc.__class__.__name__)
+        raise DataError(f"--data {data_flag}: the input pipeline failed: {first[:300]} "
+                        "(rerun with --debug for the traceback)") from exc
+
+
+def _is_input_error(exc: BaseException) -> bool:
+    cls = type(exc)
+    if not cls.__module__.startswith("tensorflow"):
+        return False
+    return keras.config.backend() != "tensorflow" or "IteratorGetNext" in str(exc) or "Iterator" in cls.__name__
+
+
+def evaluate_dataset(task: Task, model, data, ds, cfg, report=None) -> dict:
+    """Keras metrics plus the task's whole-split metrics on one unbatched dataset."""
+    with input_pipeline_errors(cfg.data):
+        results = model.evaluate(stream.eval_stream(ds, batch_size=cfg.batch_size, batch=_batcher(data, cfg.batch_size)),
+                                 return_dict=True, verbose=0)
+        results = {k: float(v) for k, v in results.items()}
+        if task.split_metrics is not None:
+            computed = task.split_metrics.compute(model, ds, cfg, data.info, report or (lambda text: None))
+            results.update({k: float(v) for k, v in computed.items()})
+    return results
+
+
+def evaluate_best_on_test(task: Task, model, data, cfg, run_dir: Path, checkpointer) -> dict:
+    """Once, after training: the best-on-validation checkpoint on the test split (final weights restored)."""
+    best = run_dir / rundir.CHECKPOINTS / "best.weights.h5"
+    final = [v.numpy() if hasattr(v, "numpy") else keras.ops.convert_to_numpy(v) for v in model.weights]
+    which = "final"
+    if best.exists():
+        model.load_weights(best)
+        which = "best"
+    try:
+        metrics = evaluate_dataset(task, model, data, data.test, cfg)
+    finally:
+        for var, value in zip(model.weights, final):
+            var.assign(value)
+    return {"checkpoint": which, "epoch": checkpointer.best_epoch if which == "best" else None,
+            "examples": data.info.num_test, "source": data.info.splits.get("test", "test split"), **metrics}
+
+
 def build_compiled_model(task: Task, cfg, info: DataInfo, total_steps: int) -> keras.Model:
+    return build_and_compile(task, cfg, info, total_steps)[0]
+
+
+def build_and_compile(task: Task, cfg, info: DataInfo, total_steps: int) -> tuple[keras.Model, list]:
+    """The task's model, compiled; also the metric objects it was compiled with (they carry directions)."""
     keras.utils.set_random_seed(cfg.seed)
     model = task.build_model(cfg, info)
     optimizer = make_optimizer(cfg, total_steps)
+    metrics = task.metrics(cfg, info) if task.metrics is not None else []
     if task.compile is not None:
         task.compile(model, cfg, info, optimizer)
     else:
-        model.compile(optimizer=optimizer, loss=task.loss(cfg, info), metrics=task.metrics(cfg, info),
-                      jit_compile=cfg.jit_compile)
-    return model
+        model.compile(optimizer=optimizer, loss=task.loss(cfg, info) if task.loss is not None else None,
+                      metrics=metrics, jit_compile=cfg.jit_compile)
+    return model, metrics
+
+
+def best_metric_of(task: Task, cfg, model, compiled_metrics: list) -> tuple[str, bool]:
+    """The validated best metric and whether it is minimised (fails before the first step if unknown)."""
+    split = task.split_metrics.directions if task.split_metrics is not None else {}
+    return resolve_best_metric(cfg.best_metric or task.best_metric, logged_directions(model, compiled_metrics, split))
 
 
 def prepare_model(task: Task, model, data, cfg) -> None:
@@ -132,7 +198,8 @@ def fit(task: Task, cfg, run_dir: Path, *, resume: bool = False, initial_weights
     data = build_data(task, cfg)
     info = data.info
     steps = stream.steps_per_epoch(info.num_train, cfg.batch_size)
-    model = build_compiled_model(task, cfg, info, steps * cfg.epochs)
+    model, compiled_metrics = build_and_compile(task, cfg, info, steps * cfg.epochs)
+    best_metric, minimise = best_metric_of(task, cfg, model, compiled_metrics)
 
     state, history, initial_loss = None, [], None
     if resume:
@@ -155,12 +222,13 @@ def fit(task: Task, cfg, run_dir: Path, *, resume: bool = False, initial_weights
     guard = Guard()
     checkpointer = Checkpointer(
         run_dir, guard=guard, steps_per_epoch=steps, keep=cfg.keep_checkpoints,
-        best_metric=cfg.best_metric or task.best_metric, every_steps=cfg.checkpoint_every_steps,
-        history=history, best=state.get("best_value") if state else None)
-    # Task callbacks run before the Checkpointer and TensorBoard: metrics they add to the epoch logs
-    # (e.g. detection mAP) land in history.json, metrics.json, TensorBoard and the best checkpoint.
-    extra = task.extra_callbacks(cfg, data, run_dir) if task.extra_callbacks is not None else []
-    callbacks = [timer, guard, *extra, checkpointer, _tensorboard(task, cfg, data, run_dir, timer, backend, steps)]
+        best_metric=best_metric, minimise=minimise, every_steps=cfg.checkpoint_every_steps,
+        history=history, best=state.get("best_value") if state else None,
+        best_epoch=state.get("best_epoch") if state else None)
+    # Whole-split metrics run before the Checkpointer and TensorBoard: what they add to the epoch logs
+    # (e.g. detection mAP) lands in history.json, metrics.json, TensorBoard and the best checkpoint.
+    split = [SplitMetricsCallback(task.split_metrics, data, cfg)] if task.split_metrics is not None else []
+    callbacks = [timer, guard, *split, checkpointer, _tensorboard(task, cfg, data, run_dir, timer, backend, steps)]
 
     val = stream.eval_stream(data.val, batch_size=cfg.batch_size, batch=_batcher(data, cfg.batch_size))
     start_epoch = state["epoch"] if state else 0
@@ -178,8 +246,9 @@ def fit(task: Task, cfg, run_dir: Path, *, resume: bool = False, initial_weights
             batch=_batcher(data, cfg.batch_size))
         if cfg.prestage:
             train = stream.prestaged(train)
-        model.fit(train, validation_data=val, epochs=end, initial_epoch=first, steps_per_epoch=n_steps,
-                  callbacks=callbacks, verbose=_verbosity(verbose), shuffle=False)
+        with input_pipeline_errors(cfg.data):
+            model.fit(train, validation_data=val, epochs=end, initial_epoch=first, steps_per_epoch=n_steps,
+                      callbacks=callbacks, verbose=_verbosity(verbose), shuffle=False)
         if model.stop_training:
             break
 
@@ -192,7 +261,11 @@ def fit(task: Task, cfg, run_dir: Path, *, resume: bool = False, initial_weights
                           f"python cli.py fit --resume {run_dir}", guard.signal_name)
 
     rundir.save_keras_atomically(model, run_dir / rundir.MODEL)
+    test = evaluate_best_on_test(task, model, data, cfg, run_dir, checkpointer) if data.test is not None else None
     metrics = _final_metrics(task, cfg, backend, checkpointer, timer, wall_start, resume, state)
+    metrics["test"] = test
+    metrics["splits"] = {"train": info.num_train, "validation": info.num_val, "test": info.num_test,
+                         "origin": info.splits}
     metrics["initial_loss"] = initial_loss
     rundir.write_json(run_dir / rundir.METRICS, metrics)
     rundir.write_json(run_dir / STEPS, {"step_s": timer.step_times, "loss": timer.losses})
@@ -234,6 +307,11 @@ def _tensorboard(task, cfg, data, run_dir, timer, backend, steps):
                              visualize=visualize, steps_per_epoch=steps)
 
 
+def _epoch_validation(history: list, epoch) -> dict:
+    row = next((h for h in history if h["epoch"] == epoch), {})
+    return {k[4:]: v for k, v in row.items() if k.startswith("val_")}
+
+
 def _final_metrics(task, cfg, backend, checkpointer, timer, wall_start, resumed, state) -> dict:
     history = checkpointer.history
     last = history[-1] if history else {}
@@ -249,7 +327,9 @@ def _final_metrics(task, cfg, backend, checkpointer, timer, wall_start, resumed,
         "global_step": last.get("step", 0),
         "train": train,
         "validation": validation,
-        "best": {"metric": checkpointer.best_metric, "value": checkpointer.best},
+        "best": {"metric": checkpointer.best_metric, "direction": "down" if checkpointer.minimise else "up",
+                 "value": checkpointer.best, "epoch": checkpointer.best_epoch,
+                 "validation": _epoch_validation(history, checkpointer.best_epoch)},
         "timing": timing,
         "first_loss": timer.first_loss,
         "memory": peak_memory(),
