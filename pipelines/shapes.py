@@ -174,3 +174,17 @@ def generate_arrays(spec: SceneSpec, n: int, seed: int, split: str) -> dict[str,
         "labels": np.asarray([s.classes[0] if len(s.classes) else -1 for s in scenes], np.int32),
         "scenes": scenes,
     }
+
+
+def write_scene_pngs(spec: SceneSpec, seed: int, out_dir, n: int, split: str = "test") -> list[str]:
+    """n rendered scenes saved as sample-<i>.png (inputs for `predict` when none are given)."""
+    from pathlib import Path
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for i in range(n):
+        path = out_dir / f"sample-{i}.png"
+        Image.fromarray(render_scene(spec, seed, split, i).image).save(path)
+        paths.append(str(path))
+    return paths

@@ -97,6 +97,14 @@ class PredictOutputs(Protocol):
                  options: dict) -> list[dict]: ...
 
 
+class SampleInputs(Protocol):
+    """A few raw inputs that `predict` accepts (image files written under `out_dir`, or texts), drawn
+    from the embedded generator's test stream: what `predict` uses when given no inputs, and what the
+    registry-wide contract test predicts on. [] when predict takes no inputs (e.g. a GAN)."""
+
+    def __call__(self, cfg: Any, info: "DataInfo", out_dir: Path, n: int) -> list[str]: ...
+
+
 class CompileModel(Protocol):
     """Compile a model whose compile() differs (e.g. a GAN's two optimizers)."""
 
@@ -149,6 +157,7 @@ class Task:
     presets: dict = field(default_factory=dict)
     visualize: Optional[Visualize] = None
     predict_outputs: Optional[PredictOutputs] = None
+    sample_inputs: Optional[SampleInputs] = None
     compile: Optional[CompileModel] = None
     split_metrics: Optional[SplitMetrics] = None
     rebuild_datasets: Optional[RebuildDatasets] = None

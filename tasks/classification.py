@@ -169,6 +169,11 @@ def visualize(model, batch, info: DataInfo, cfg) -> dict:
     return {"predictions": visuals.grid(tiles, columns=8)}
 
 
+def sample_inputs(cfg, info: DataInfo, out_dir: Path, n: int) -> list[str]:
+    scene = shapes.SceneSpec(size=info.input_shape[0], classes=tuple(cfg.classes))
+    return shapes.write_scene_pngs(scene, cfg.seed, out_dir, n)
+
+
 def predict_outputs(model, inputs: list[str], out_dir: Path, cfg, info: DataInfo, options: dict) -> list[dict]:
     """Label and top-3 probabilities per image; also written to predictions.json."""
     paths = files.require_files(inputs)
@@ -200,5 +205,6 @@ register(Task(
     },
     visualize=visualize,
     predict_outputs=predict_outputs,
+    sample_inputs=sample_inputs,
     best_metric="val_accuracy",
 ))

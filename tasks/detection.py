@@ -343,21 +343,15 @@ def visualize(model, batch, info: DataInfo, cfg) -> dict:
     return {"detections": visuals.grid(tiles, columns=4)}
 
 
-def predict_outputs(model, inputs: list[str], out_dir: Path, cfg, info: DataInfo, options: dict) -> list[dict]:
-    """COCO-format results (detections.json, boxes in the original image's pixels) + a PNG per image.
+def sample_inputs(cfg, info: DataInfo, out_dir: Path, n: int) -> list[str]:
+    scene = shapes.SceneSpec(size=info.input_shape[0], classes=tuple(info.class_names), min_objects=cfg.min_objects,
+                             max_objects=cfg.max_objects, min_scale=cfg.min_scale, max_scale=cfg.max_scale,
+                             max_overlap=cfg.max_overlap)
+    return shapes.write_scene_pngs(scene, cfg.seed, out_dir, n)
 
-    With no inputs and a run on generated data, `--num-samples` validation scenes are rendered
-    and used as inputs (written as sample-N.png).
-    """
-    if not inputs and parse_data_spec(cfg.data).kind == "embedded":
-        size = info.input_shape[0]
-        scene = shapes.SceneSpec(size=size, classes=tuple(info.class_names), min_objects=cfg.min_objects,
-                                 max_objects=cfg.max_objects, min_scale=cfg.min_scale, max_scale=cfg.max_scale,
-                                 max_overlap=cfg.max_overlap)
-        for i in range(options.get("num_samples", 1)):
-            path = out_dir / f"sample-{i}.png"
-            Image.fromarray(shapes.render_scene(scene, cfg.seed, "test", i).image).save(path)
-            inputs.append(str(path))
+
+def predict_outputs(model, inputs: list[str], out_dir: Path, cfg, info: DataInfo, options: dict) -> list[dict]:
+    """COCO-format results (detections.json, boxes in the original image's pixels) + a PNG per image."""
     paths = files.require_files(inputs)
     size = info.input_shape[0]
     batch = files.load_images(paths, (size, size), 3).astype("float32") / 255.0
@@ -404,6 +398,7 @@ register(Task(
     },
     visualize=visualize,
     predict_outputs=predict_outputs,
+    sample_inputs=sample_inputs,
     split_metrics=COCO_MAP,
     best_metric="val_map50",
 ))

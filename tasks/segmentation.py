@@ -212,6 +212,11 @@ def visualize(model, batch, info: DataInfo, cfg) -> dict:
     return {"image_true_predicted": visuals.grid(tiles, columns=3), "class_colours": legend}
 
 
+def sample_inputs(cfg, info: DataInfo, out_dir: Path, n: int) -> list[str]:
+    scene = shapes.SceneSpec(size=info.input_shape[0], classes=tuple(cfg.classes), min_objects=1, max_objects=4)
+    return shapes.write_scene_pngs(scene, cfg.seed, out_dir, n)
+
+
 def predict_outputs(model, inputs: list[str], out_dir: Path, cfg, info: DataInfo, options: dict) -> list[dict]:
     """Per input: `<stem>_mask.png` (palette PNG of class indices, the input's size) and
     `<stem>_overlay.png` (colours over the image); all listed in predictions.json."""
@@ -256,5 +261,6 @@ register(Task(
     },
     visualize=visualize,
     predict_outputs=predict_outputs,
+    sample_inputs=sample_inputs,
     best_metric="val_mean_iou",
 ))

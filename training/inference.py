@@ -9,6 +9,7 @@ from pathlib import Path
 import keras
 
 from errors import UserError
+from pipelines.data import parse_data_spec
 from tasks.base import Task
 from training import rundir
 from training.loop import build_compiled_model, build_data, evaluate_dataset, load_data_info, load_run_config
@@ -86,4 +87,10 @@ def predict(task: Task, run_dir: Path, inputs: list[str], *, out_dir: Path | Non
     model, cfg, info = load_trained_model(task, run_dir, which)
     out_dir = Path(out_dir) if out_dir else Path(run_dir) / "predictions"
     out_dir.mkdir(parents=True, exist_ok=True)
-    return task.predict_outputs(model, list(inputs), out_dir, cfg, info, options or {}), out_dir
+    options = options or {}
+    inputs = list(inputs)
+    if not inputs and task.sample_inputs is not None and parse_data_spec(cfg.data).kind == "embedded":
+        inputs = task.sample_inputs(cfg, info, out_dir / "inputs", int(options.get("num_samples", 4)))
+        if inputs:
+            print(f"no inputs given: predicting on {len(inputs)} generated samples ({out_dir / 'inputs'})")
+    return task.predict_outputs(model, inputs, out_dir, cfg, info, options), out_dir
