@@ -61,11 +61,13 @@ def _tfds(cfg: ClassificationConfig, spec) -> Data:
     if "image" not in features or "label" not in features:
         raise DataError(f"--data tfds:{spec.value}: expected 'image' and 'label' features, has {list(features)}")
     channels = features["image"].shape[-1] or 3
-    train, val, n_train, n_val = tfds_source.train_val_splits(datasets, counts, cfg.val_fraction)
+    parts, origin = tfds_source.three_splits(datasets, counts, cfg.val_fraction, cfg.seed, f"tfds:{spec.value}")
     size = (cfg.image_size, cfg.image_size)
-    info = DataInfo(f"tfds:{spec.value}", n_train, n_val, (*size, channels), features["label"].num_classes,
-                    tuple(features["label"].names))
-    return Data(image_ops.from_tfds(train, size), image_ops.from_tfds(val, size), info)
+    images = {split: image_ops.from_tfds(ds, size) for split, (ds, _) in parts.items()}
+    info = DataInfo(f"tfds:{spec.value}", parts["train"][1], parts["validation"][1], (*size, channels),
+                    features["label"].num_classes, tuple(features["label"].names),
+                    num_test=parts.get("test", (None, 0))[1], splits=origin)
+    return Data(images["train"], images["validation"], info, test=images.get("test"))
 
 
 def _folder(cfg: ClassificationConfig, spec) -> Data:
