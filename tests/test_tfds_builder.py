@@ -73,9 +73,10 @@ def test_fit_reads_a_prepared_tfds_builder_through_tfds_data_dir(tiny_data_dir, 
     info = json.loads((run_dir / "data_info.json").read_text())
     assert info["source"] == f"tfds:{name}"
     assert (info["num_train"], info["num_val"]) == (30, 10)  # 25% carved from the 40 train examples
-    assert json.loads((run_dir / "metrics.json").read_text())["epochs_completed"] == 1
-    if task == "classification":  # text-classification does not read the test split yet
-        assert info["num_test"] == 12 and info["splits"]["validation"].startswith("carved from train")
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["epochs_completed"] == 1
+    assert info["num_test"] == 12 and info["splits"]["validation"].startswith("carved from train")
+    assert metrics["test"]["examples"] == 12 and 0.0 <= metrics["test"]["accuracy"] <= 1.0  # reported once, at the end
 
 
 def _mock_mnist_metadata(root, n: int):
