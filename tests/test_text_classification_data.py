@@ -43,17 +43,30 @@ def test_generated_default_is_balanced_deterministic_and_non_trivial():
     assert x.shape == (64, 24) and x.dtype == np.int32 and set(y) <= {0, 1, 2}
 
 
-def test_label_sentence_folder_trains_on_train_and_validates_on_test_or_dev(tmp_path):
+def test_split_files_give_train_dev_validation_and_test_never_validation(tmp_path):
     _write(tmp_path / "stsa.binary.train", "1 a great , moving film\n0 dull and boring\n1 great fun\n0 not good\n")
-    _write(tmp_path / "stsa.binary.test", "0 boring film\n1 great\n")
-    _write(tmp_path / "stsa.binary.dev", "1 moving\n")
+    _write(tmp_path / "stsa.binary.test", "0 boring zebra\n1 great\n")
+    _write(tmp_path / "stsa.binary.dev", "1 splendid\n")
     data = _build(tmp_path)
-    assert (data.info.num_train, data.info.num_val) == (4, 2) and data.info.class_names == ("0", "1")
-    vocab = data.info.extra["vocabulary"]
+    info = data.info
+    assert (info.num_train, info.num_val, info.num_test) == (4, 1, 2) and info.class_names == ("0", "1")
+    assert info.splits == {"train": str(tmp_path / "stsa.binary.train"), "validation": str(tmp_path / "stsa.binary.dev"),
+                           "test": str(tmp_path / "stsa.binary.test")}
+    vocab = info.vocabularies["tokens"]
+    assert "vocabulary" not in info.extra and info.inputs["tokens"].vocabulary == "tokens"
     assert vocab[:2] == ["", "[UNK]"] and "great" in vocab and "," not in vocab  # punctuation stripped
-    x, y = _all(data.val)
-    assert y.tolist() == [0, 1] and x[0, 0] == vocab.index("boring") and x[0, 2] == 0  # padded with 0
-    assert _build(tmp_path, "heldout=dev").info.num_val == 1
+    assert "splendid" not in vocab and "zebra" not in vocab  # learned from train only, never dev or test
+    x, y = _all(data.test)
+    assert y.tolist() == [0, 1] and x[0, :3].tolist() == [vocab.index("boring"), 1, 0]  # [UNK], then padding
+    assert _all(data.val)[1].tolist() == [1]
+    (tmp_path / "stsa.binary.dev").unlink()  # no dev file: validation carved from train by seed, test unchanged
+    carved = _build(tmp_path, "val_fraction=0.25").info
+    assert (carved.num_train, carved.num_val, carved.num_test) == (3, 1, 2)
+    assert carved.splits["validation"] == "carved from train (25%, seed 0)"
+    _write(tmp_path / "other.test", "1 x\n")
+    with pytest.raises(DataError, match=r"expected one '\*train\*' file, at most one .* found train: "
+                                        r"\['stsa.binary.train'\]; validation: \[\]; test: \['other.test', 'stsa.binary.test'\]"):
+        _build(tmp_path)
 
 
 def test_label_sentence_errors_name_file_and_line(tmp_path):
@@ -140,9 +153,13 @@ def test_tfds_text_datasets_under_mock_data(name, classes):
     with tfds.testing.mock_data(num_examples=24):
         data = _build(f"tfds:{name}")
         assert data.info.source == f"tfds:{name}" and data.info.class_names == classes
-        assert len(data.info.extra["vocabulary"]) > 2
+        info = data.info
+        assert len(info.vocabularies["tokens"]) > 2 and info.num_test == 24 and info.splits["test"] == "test split"
         x, y = _all(data.train)
-        assert x.shape == (24, 24) and x.dtype == np.int32 and set(y.tolist()) <= {0, 1}
+        assert x.shape == (info.num_train, 24) and x.dtype == np.int32 and set(y.tolist()) <= {0, 1}
+        # (mock_data fabricates a validation split even for imdb_reviews; carving is tested with split files)
+        assert info.splits["validation"] == "validation split" and info.num_val == 24
+        assert _all(data.test)[0].shape == (24, 24)
 
 
 def test_evaluate_data_reuses_the_saved_vocabulary_and_class_order(tmp_path):
@@ -151,11 +168,12 @@ def test_evaluate_data_reuses_the_saved_vocabulary_and_class_order(tmp_path):
     path = _write(tmp_path / "a.txt", "1 good film\n0 bad film\n1 good\n0 bad\n1 nice\n")
     fitted = task.build_datasets(_cfg(path)).info
     _write(path, "1 zebra quartz good\n0 zebra bad\n1 zebra\n0 quartz\n1 good\n")
-    relearned = task.build_datasets(_cfg(path)).info.extra["vocabulary"]
+    relearned = task.build_datasets(_cfg(path)).info.vocabularies["tokens"]
     assert "zebra" in relearned
     again = task.rebuild_datasets(_cfg(path), fitted)
-    assert again.info.extra["vocabulary"] == fitted.extra["vocabulary"]
+    vocab = fitted.vocabularies["tokens"]
+    assert again.info.vocabularies["tokens"] == vocab
     x, _ = _all(again.train.concatenate(again.val))
-    assert "zebra" not in fitted.extra["vocabulary"] and (x == 1).any()  # unseen words map to [UNK]
-    ids = text_data.tokenize_texts(["good zebra"], fitted.extra["vocabulary"], 4, "lower_and_strip_punctuation")
-    assert ids.tolist() == [[fitted.extra["vocabulary"].index("good"), 1, 0, 0]]
+    assert "zebra" not in vocab and (x == 1).any()  # unseen words map to [UNK]
+    ids = text_data.tokenize_texts(["good zebra", "(!)"], vocab, 4, "lower_and_strip_punctuation")
+    assert ids.tolist() == [[vocab.index("good"), 1, 0, 0], [0, 0, 0, 0]]
