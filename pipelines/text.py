@@ -131,7 +131,7 @@ def read_delimited(path: Path, text_column: str, label_column: str, delimiter: s
     li = column_position(label_column)
     if li is None and text_column in header and label_column in header:
         ti, li = header.index(text_column), header.index(label_column)
-        return _collect(path, rows[1:], 2, (ti, li), len(header), (f"column {text_column!r}", f"column {label_column!r}"))
+        return _collect(path, rows[1:], 2, (ti, li), len(header), f"column {label_column!r}")
     if li is None:
         li = detect_label_position(rows)
         if li is None:
@@ -146,23 +146,21 @@ def read_delimited(path: Path, text_column: str, label_column: str, delimiter: s
         ti, width = 1 - li % 2, 2
     else:
         width = max(ti, li, -ti - 1, -li - 1) + 1
-    return _collect(path, rows, 1, (ti, li), width, (f"column {ti}", f"column {li}"), exact=column_position(text_column) is None)
+    return _collect(path, rows, 1, (ti, li), width, f"column {li}", exact=column_position(text_column) is None)
 
 
 def _collect(path: Path, rows: list[list[str]], first_line: int, columns: tuple[int, int], width: int,
-             names: tuple[str, str], exact: bool = False) -> Examples:
+             label_name: str, exact: bool = False) -> Examples:
     """Examples from parsed rows: text and label at `columns`, each row `width` fields (at least, or
-    exactly when `exact`); `names` say which column an error is about."""
-    (ti, li), (text_name, label_name) = columns, names
+    exactly when `exact`); `label_name` says which column an error is about."""
+    ti, li = columns
     texts, labels, where = [], [], []
     for n, row in enumerate(rows, start=first_line):
         if not row or not any(cell.strip() for cell in row):
             raise DataError(f"{path} line {n}: empty line (expected {width} fields)")
         if len(row) < width or (exact and len(row) != width):
             raise DataError(f"{path} line {n}: expected {width} fields, got {len(row)}")
-        text, label = row[ti].strip(), row[li].strip()
-        if not text:
-            raise DataError(f"{path} line {n}: empty text in {text_name}")
+        text, label = row[ti].strip(), row[li].strip()  # an empty text is kept: counted as empty at tokenization
         if not label:
             raise DataError(f"{path} line {n}: empty label in {label_name}")
         texts.append(text)

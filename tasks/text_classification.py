@@ -189,13 +189,13 @@ def _finish(cfg, raw: _Raw, fitted: DataInfo | None) -> Data:
     if not vocab:
         vocab = text_data.adapt_vocabulary(train_raw.map(lambda t, y: t), max_tokens=cfg.vocab_size,
                                            sequence_length=cfg.sequence_length, standardize=standardize)
+        if len(vocab) <= 2:  # only padding and [UNK]: no training text holds a token
+            raise DataError(f"{raw.origins['train']}: all {num_train} training texts are empty after "
+                            f"standardization (standardize={cfg.standardize}); nothing to learn from")
     sets = {split: text_data.tokenize(ds, vocab, cfg.sequence_length, standardize)
             for split, (ds, _) in raw.splits.items()}
     counts = {split: n for split, (_, n) in raw.splits.items()}
     empty = {split: text_data.count_empty(ds) for split, ds in sets.items()}
-    if fitted is None and empty["train"] == num_train:
-        raise DataError(f"{raw.origins['train']}: all {num_train} training texts are empty after standardization "
-                        f"(standardize={cfg.standardize}); nothing to learn from")
     _report_empty(empty, counts, cfg)
     info = DataInfo(
         raw.source, num_train, counts["validation"],
