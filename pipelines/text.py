@@ -281,14 +281,20 @@ def fit_length(ids: tf.Tensor, length: int) -> tf.Tensor:
 TOKENIZE_BATCH = 256  # strings per TextVectorization call (batched calls are also faster)
 
 
-def tokenize(ds: tf.data.Dataset, vocabulary: list[str], sequence_length: int, standardize: str) -> tf.data.Dataset:
-    """(text, label) -> (int32 token ids [sequence_length], label), inside tf.data, in order."""
+def tokenize(ds: tf.data.Dataset, vocabulary: list[str], sequence_length: int, standardize: str,
+             count: int) -> tf.data.Dataset:
+    """(text, label) -> (int32 token ids [sequence_length], label), inside tf.data, in order.
+
+    `count` (the dataset's size) restores the cardinality that unbatching forgets: Keras reads a
+    validation set of unknown size to its end and then warns that the input ran out of data.
+    """
     layer = make_vectorizer(sequence_length, vocabulary=vocabulary, standardize=standardize)
 
     def ids(texts, labels):
         return fit_length(tf.cast(layer(texts), tf.int32), sequence_length), labels
 
-    return ds.batch(TOKENIZE_BATCH).map(ids, num_parallel_calls=AUTOTUNE, deterministic=True).unbatch()
+    batched = ds.batch(TOKENIZE_BATCH).map(ids, num_parallel_calls=AUTOTUNE, deterministic=True)
+    return batched.unbatch().apply(tf.data.experimental.assert_cardinality(count))
 
 
 def count_empty(tokenized: tf.data.Dataset) -> int:
@@ -305,7 +311,7 @@ def tokenize_texts(texts: list[str], vocabulary: list[str], sequence_length: int
     if not texts:
         return np.zeros((0, sequence_length), np.int32)
     labels = np.zeros(len(texts), np.int32)
-    ds = tokenize(from_lists(texts, labels), vocabulary, sequence_length, standardize)
+    ds = tokenize(from_lists(texts, labels), vocabulary, sequence_length, standardize, len(texts))
     return np.stack([x for x, _ in ds.as_numpy_iterator()])
 
 

@@ -192,8 +192,8 @@ def _finish(cfg, raw: _Raw, fitted: DataInfo | None) -> Data:
         if len(vocab) <= 2:  # only padding and [UNK]: no training text holds a token
             raise DataError(f"{raw.origins['train']}: all {num_train} training texts are empty after "
                             f"standardization (standardize={cfg.standardize}); nothing to learn from")
-    sets = {split: text_data.tokenize(ds, vocab, cfg.sequence_length, standardize)
-            for split, (ds, _) in raw.splits.items()}
+    sets = {split: text_data.tokenize(ds, vocab, cfg.sequence_length, standardize, n)
+            for split, (ds, n) in raw.splits.items()}
     counts = {split: n for split, (_, n) in raw.splits.items()}
     empty = {split: text_data.count_empty(ds) for split, ds in sets.items()}
     _report_empty(empty, counts, cfg)
