@@ -36,6 +36,16 @@ class Examples:
 
 
 # --- readers ----------------------------------------------------------------------------------
+# `label_column` / `text_column` are header names, or column positions ('0', '-1') for files
+# without a header. A file whose label column cannot be found is an error naming the flag to set.
+
+HEADERLESS_HINT = "--set label_column=0|-1 (first|last column) for a file without a header"
+
+
+def column_position(column: str) -> int | None:
+    """'0', '-1', '2': a column position (files without a header); None for a header name."""
+    text = str(column).strip()
+    return int(text) if re.fullmatch(r"-?\d+", text) else None
 
 
 def _read_lines(path: Path) -> list[str]:
@@ -48,52 +58,111 @@ def _read_lines(path: Path) -> list[str]:
     return text.rstrip("\n\r").splitlines()
 
 
-def read_label_sentence(path: Path) -> Examples:
-    """One example a line, `label sentence` (the SST-2 `stsa.binary.*` format)."""
+def read_label_sentence(path: Path, label_column: str = "0") -> Examples:
+    """One example a line, `label sentence` (the SST-2 `stsa.binary.*` format), or `sentence label`
+    with `label_column=-1`; label and sentence are separated by the first (last) whitespace."""
+    last = column_position(label_column) == -1
+    if column_position(label_column) not in (None, 0, -1):
+        raise DataError(f"{path}: --set label_column={label_column}: a 'label sentence' file has the label "
+                        "first (0) or last (-1)")
+    shape = "'sentence label'" if last else "'label sentence'"
     texts, labels, where = [], [], []
     for n, line in enumerate(_read_lines(path), start=1):
         if not line.strip():
-            raise DataError(f"{path} line {n}: empty line (expected 'label sentence')")
-        parts = line.strip().split(None, 1)
+            raise DataError(f"{path} line {n}: empty line (expected {shape})")
+        parts = line.strip().rsplit(None, 1) if last else line.strip().split(None, 1)
         if len(parts) < 2:
-            raise DataError(f"{path} line {n}: expected 'label sentence', got only {parts[0][:40]!r}")
-        labels.append(parts[0])
-        texts.append(parts[1])
+            raise DataError(f"{path} line {n}: expected {shape}, got only {parts[0][:40]!r}")
+        label, text = (parts[1], parts[0]) if last else parts
+        labels.append(label)
+        texts.append(text)
         where.append(f"{path} line {n}")
     if not texts:
-        raise DataError(f"{path}: no examples (expected one 'label sentence' a line)")
+        raise DataError(f"{path}: no examples (expected one {shape} a line)")
     return Examples(texts, labels, where)
 
 
-def read_delimited(path: Path, text_column: str, label_column: str) -> Examples:
-    """A CSV (.csv) or TSV (.tsv) file with a header row naming the text and label columns."""
-    delimiter = DELIMITED.get(path.suffix.lower(), ",")
+def _delimited_rows(path: Path, delimiter: str) -> list[list[str]]:
+    """Rows of a CSV/TSV file; tab-separated files are read without quoting (as GLUE's TSVs are)."""
+    quoting = csv.QUOTE_NONE if delimiter == "\t" else csv.QUOTE_MINIMAL
     try:
         with path.open(newline="", encoding="utf-8") as f:
-            rows = list(csv.reader(f, delimiter=delimiter))
+            return list(csv.reader(f, delimiter=delimiter, quoting=quoting))
     except UnicodeDecodeError as exc:
         raise DataError(f"{path}: not UTF-8 text (byte {exc.start})") from None
     except csv.Error as exc:
         raise DataError(f"{path}: malformed {delimiter!r}-delimited file ({exc})") from None
+
+
+def few_distinct(values: list[str]) -> bool:
+    """A column that looks like labels: few distinct values (<= 20 and <= half the rows), the first
+    of them seen again (a header cell would be seen once)."""
+    distinct = set(values)
+    return len(distinct) <= min(20, max(2, len(values) // 2)) and values.count(values[0]) >= 2
+
+
+def detect_label_position(rows: list[list[str]]) -> int | None:
+    """In a headerless two-column file, the column (0 or -1) of few distinct values, if exactly one is."""
+    rows = [r for r in rows if any(cell.strip() for cell in r)]
+    if not rows or any(len(r) != 2 for r in rows):
+        return None
+    found = [p for p in (0, -1) if few_distinct([r[p].strip() for r in rows])]
+    return found[0] if len(found) == 1 else None
+
+
+def _check_headerless_start(path: Path, rows: list[list[str]], li: int) -> None:
+    """`label_column=0|-1` means no header: a first-row 'label' never seen again is a header."""
+    values = [r[li].strip() for r in rows if len(r) > max(li, -li - 1) and any(c.strip() for c in r)]
+    if len(values) >= 3 and values.count(values[0]) == 1 and few_distinct(values[1:]):
+        raise DataError(f"{path} line 1: looks like a header ({values[0]!r} is never seen again as a label); "
+                        "name the columns instead: --set label_column=NAME --set text_column=NAME")
+
+
+def read_delimited(path: Path, text_column: str, label_column: str, delimiter: str | None = None) -> Examples:
+    """A CSV (.csv) or TSV (.tsv) file: a header row naming the text and label columns, or no header
+    with the label in the first or last column (given by position, or detected as the column of few
+    distinct values in a two-column file)."""
+    delimiter = delimiter or DELIMITED.get(path.suffix.lower(), ",")
+    rows = _delimited_rows(path, delimiter)
     if not rows:
-        raise DataError(f"{path}: empty file (expected a header row with '{text_column}' and '{label_column}')")
+        raise DataError(f"{path}: empty file (expected a header row with '{text_column}' and '{label_column}', "
+                        f"or {HEADERLESS_HINT})")
     header = [h.strip() for h in rows[0]]
-    for column, key in ((text_column, "text_column"), (label_column, "label_column")):
-        if column not in header:
-            raise DataError(f"{path} line 1: no column {column!r} in the header ({', '.join(header)}); "
-                            f"choose one with --set {key}=NAME")
-    ti, li = header.index(text_column), header.index(label_column)
+    li = column_position(label_column)
+    if li is None and text_column in header and label_column in header:
+        ti, li = header.index(text_column), header.index(label_column)
+        return _collect(path, rows[1:], 2, (ti, li), len(header), f"column {label_column!r}")
+    if li is None:
+        li = detect_label_position(rows)
+        if li is None:
+            missing = next(c for c in (text_column, label_column) if c not in header)
+            key = "text_column" if missing == text_column else "label_column"
+            raise DataError(f"{path} line 1: no column {missing!r} in the header ({', '.join(header)}); choose one "
+                            f"with --set {key}=NAME, or {HEADERLESS_HINT}")
+    else:
+        _check_headerless_start(path, rows, li)
+    ti = column_position(text_column)
+    if ti is None:  # the other column of a two-column file
+        ti, width = 1 - li % 2, 2
+    else:
+        width = max(ti, li, -ti - 1, -li - 1) + 1
+    return _collect(path, rows, 1, (ti, li), width, f"column {li}", exact=column_position(text_column) is None)
+
+
+def _collect(path: Path, rows: list[list[str]], first_line: int, columns: tuple[int, int], width: int,
+             label_name: str, exact: bool = False) -> Examples:
+    """Examples from parsed rows: text and label at `columns`, each row `width` fields (at least, or
+    exactly when `exact`); `label_name` says which column an error is about."""
+    ti, li = columns
     texts, labels, where = [], [], []
-    for n, row in enumerate(rows[1:], start=2):
+    for n, row in enumerate(rows, start=first_line):
         if not row or not any(cell.strip() for cell in row):
-            raise DataError(f"{path} line {n}: empty line (expected {len(header)} fields)")
-        if len(row) <= max(ti, li):
-            raise DataError(f"{path} line {n}: expected {len(header)} fields, got {len(row)}")
-        text, label = row[ti].strip(), row[li].strip()
-        if not text:
-            raise DataError(f"{path} line {n}: empty text in column {text_column!r}")
+            raise DataError(f"{path} line {n}: empty line (expected {width} fields)")
+        if len(row) < width or (exact and len(row) != width):
+            raise DataError(f"{path} line {n}: expected {width} fields, got {len(row)}")
+        text, label = row[ti].strip(), row[li].strip()  # an empty text is kept: counted as empty at tokenization
         if not label:
-            raise DataError(f"{path} line {n}: empty label in column {label_column!r}")
+            raise DataError(f"{path} line {n}: empty label in {label_name}")
         texts.append(text)
         labels.append(label)
         where.append(f"{path} line {n}")
@@ -103,9 +172,14 @@ def read_delimited(path: Path, text_column: str, label_column: str) -> Examples:
 
 
 def read_file(path: Path, text_column: str, label_column: str) -> Examples:
+    """CSV/TSV by suffix; any other file whose every line holds a tab is read as TSV (e.g. the UCI
+    `sentence<TAB>label` files); else one `label sentence` a line."""
     if path.suffix.lower() in DELIMITED:
         return read_delimited(path, text_column, label_column)
-    return read_label_sentence(path)
+    lines = [line for line in _read_lines(path) if line.strip()]
+    if lines and all("\t" in line for line in lines):
+        return read_delimited(path, text_column, label_column, delimiter="\t")
+    return read_label_sentence(path, label_column)
 
 
 def read_class_folders(root: Path) -> Examples:
@@ -128,22 +202,24 @@ def read_class_folders(root: Path) -> Examples:
     return Examples(texts, labels, where)
 
 
-def find_split_files(root: Path, heldout: str) -> tuple[Path, Path] | None:
-    """In a folder of plain files, the training file (name holds 'train') and the held-out one.
+SPLIT_FILE_KEYS = {"train": ("train",), "validation": ("dev", "valid"), "test": ("test",)}
 
-    `heldout` is 'test' or 'dev': the file whose name holds it (dev also matches 'valid').
-    """
+
+def find_split_files(root: Path) -> dict[str, Path] | None:
+    """In a folder of plain files: {'train': ..., 'validation'?: ..., 'test'?: ...} from the names
+    (`*train*`; `*dev*` or `*valid*`; `*test*`), or None when no name says a split."""
     files = sorted(p for p in root.iterdir() if p.is_file() and not p.name.startswith(".")
                    and not p.name.upper().startswith(("LICENSE", "README")))
-    train = [p for p in files if "train" in p.name.lower()]
-    keys = ("test",) if heldout == "test" else ("dev", "valid")
-    held = [p for p in files if any(k in p.name.lower() for k in keys)]
-    if len(train) == 1 and len(held) == 1:
-        return train[0], held[0]
-    if train or held:
-        raise DataError(f"{root}: expected exactly one '*train*' file and one '*{keys[0]}*' file, found "
-                        f"{[p.name for p in train]} and {[p.name for p in held]}")
-    return None
+    found = {split: [p for p in files if any(k in p.name.lower() for k in keys)]
+             for split, keys in SPLIT_FILE_KEYS.items()}
+    named = [p for ps in found.values() for p in ps]
+    if not named:
+        return None
+    if len(found["train"]) != 1 or any(len(ps) > 1 for ps in found.values()) or len(set(named)) != len(named):
+        listing = "; ".join(f"{split}: {[p.name for p in ps]}" for split, ps in found.items())
+        raise DataError(f"{root}: expected one '*train*' file, at most one '*dev*'/'*valid*' file and at most one "
+                        f"'*test*' file, found {listing}")
+    return {split: ps[0] for split, ps in found.items() if ps}
 
 
 def _label_sort_key(label: str):
@@ -188,20 +264,55 @@ def adapt_vocabulary(texts: tf.data.Dataset, *, max_tokens: int, sequence_length
     return [str(t) for t in layer.get_vocabulary()]
 
 
-def tokenize(ds: tf.data.Dataset, vocabulary: list[str], sequence_length: int, standardize: str) -> tf.data.Dataset:
-    """(text, label) -> (int32 token ids [sequence_length], label), inside tf.data."""
+def fit_length(ids: tf.Tensor, length: int) -> tf.Tensor:
+    """Cut or zero-pad the last axis to exactly `length`, whatever the tokenizer returned.
+
+    TextVectorization(output_sequence_length=N) returns shape (0,) for one unbatched string that
+    standardizes to nothing (e.g. "(" with punctuation stripped); a `[0]` example then breaks
+    batching deep inside fit. Every token sequence goes through here, so its shape is declared.
+    """
+    ids = ids[..., :length]
+    pad = length - tf.shape(ids)[-1]
+    rank = len(ids.shape)
+    ids = tf.pad(ids, [[0, 0]] * (rank - 1) + [[0, pad]])
+    return tf.ensure_shape(ids, [*ids.shape[:-1], length])
+
+
+TOKENIZE_BATCH = 256  # strings per TextVectorization call (batched calls are also faster)
+
+
+def tokenize(ds: tf.data.Dataset, vocabulary: list[str], sequence_length: int, standardize: str,
+             count: int) -> tf.data.Dataset:
+    """(text, label) -> (int32 token ids [sequence_length], label), inside tf.data, in order.
+
+    `count` (the dataset's size) restores the cardinality that unbatching forgets: Keras reads a
+    validation set of unknown size to its end and then warns that the input ran out of data.
+    """
     layer = make_vectorizer(sequence_length, vocabulary=vocabulary, standardize=standardize)
-    return ds.map(lambda text, label: (tf.cast(layer(text), tf.int32), label), num_parallel_calls=AUTOTUNE,
-                  deterministic=True)
+
+    def ids(texts, labels):
+        return fit_length(tf.cast(layer(texts), tf.int32), sequence_length), labels
+
+    batched = ds.batch(TOKENIZE_BATCH).map(ids, num_parallel_calls=AUTOTUNE, deterministic=True)
+    return batched.unbatch().apply(tf.data.experimental.assert_cardinality(count))
+
+
+def count_empty(tokenized: tf.data.Dataset) -> int:
+    """Examples whose ids are all padding: texts with no token left after standardization."""
+    def empty_in(batch):
+        return tf.reduce_sum(tf.cast(tf.reduce_all(tf.equal(batch, 0), axis=-1), tf.int64))
+
+    counts = tokenized.map(lambda x, y: x).batch(1024).map(empty_in)
+    return int(counts.reduce(tf.constant(0, tf.int64), lambda total, n: total + n))
 
 
 def tokenize_texts(texts: list[str], vocabulary: list[str], sequence_length: int, standardize: str) -> np.ndarray:
     """Raw strings -> (N, sequence_length) int32 ids with the saved vocabulary (for predict)."""
     if not texts:
         return np.zeros((0, sequence_length), np.int32)
-    layer = make_vectorizer(sequence_length, vocabulary=vocabulary, standardize=standardize)
-    ds = tf.data.Dataset.from_tensor_slices(tf.constant(list(texts))).batch(256)
-    return np.concatenate([b for b in ds.map(lambda t: tf.cast(layer(t), tf.int32)).as_numpy_iterator()])
+    labels = np.zeros(len(texts), np.int32)
+    ds = tokenize(from_lists(texts, labels), vocabulary, sequence_length, standardize, len(texts))
+    return np.stack([x for x, _ in ds.as_numpy_iterator()])
 
 
 def from_lists(texts: list[str], labels: np.ndarray) -> tf.data.Dataset:

@@ -2,8 +2,10 @@
 class folders of .txt files; `label sentence` files (SST-2 stsa.binary.*).
 
 Tokenization is a `keras.layers.TextVectorization` adapted on the training texts and applied in
-tf.data; its vocabulary is saved in `data_info.json` (DataInfo.extra) so `predict` takes raw
-strings and `evaluate` tokenizes exactly as training did. Models see int token ids only.
+tf.data; its vocabulary is saved in `data_info.json` (DataInfo.vocabularies["tokens"]) so `predict`
+takes raw strings and `evaluate` tokenizes exactly as training did. Models see int token ids only,
+always exactly `sequence_length` of them (a text with no token left is all padding, and counted).
+Split files or folders give train / validation (`*dev*`, else carved from train by seed) / test.
 """
 
 from __future__ import annotations
@@ -20,8 +22,11 @@ from PIL import Image, ImageDraw
 
 from errors import DataError, UserError
 from keras_models import text as text_models
-from pipelines import Data, DataInfo, parse_data_spec, split_counts
+from pipelines import Data, DataInfo, parse_data_spec
 from pipelines import text as text_data
+from pipelines.data import InputSpec
+from pipelines.labels import check_label_set
+from pipelines.splits import carve_indices, carved_note, find_split_folders
 from tasks.base import Task, TrainConfig, register
 
 STANDARDIZE = {"lower_and_strip_punctuation": "lower_and_strip_punctuation", "lower": "lower",
@@ -47,37 +52,47 @@ class TextClassificationConfig(TrainConfig):
     dropout: float = field(default=0.3, metadata={"help": "dropout on embeddings (whole channels) and before the logits"})
     encoder_dropout: float = field(default=0.0, metadata={
         "help": "dropout inside Transformer blocks (0: element-wise dropout is ~20x slower with TensorFlow XLA on CPU)"})
-    text_column: str = field(default="text", metadata={"help": "CSV/TSV column holding the text"})
-    label_column: str = field(default="label", metadata={"help": "CSV/TSV column holding the label"})
+    text_column: str = field(default="text", metadata={
+        "help": "CSV/TSV column holding the text: a header name, or a position for a file without a header"})
+    label_column: str = field(default="label", metadata={
+        "help": "column holding the label: a header name, or 0|-1 (first|last column) for a file without a "
+                "header (a two-column file's label column of few distinct values is found by itself)"})
     classes: tuple[str, ...] = field(default=(), metadata={
         "help": "allowed labels in class order (default: sorted labels of the training data)"})
-    heldout: str = field(default="test", metadata={
-        "choices": ("test", "dev"), "help": "folder of split files: validate on the *test* or the *dev* file"})
-    val_fraction: float = field(default=0.1, metadata={"help": "held out when a source has no validation split"})
     num_train: int = field(default=4000, metadata={"help": "generated training sentences (embedded data)"})
     num_val: int = field(default=1000, metadata={"help": "generated validation sentences (embedded data)"})
     per_class_metrics: bool = field(default=True, metadata={"help": "report precision/recall per class"})
 
 
 # --- data ----------------------------------------------------------------------------------------
-# Each source gives raw (text, label id) datasets; _finish learns (or reuses) the vocabulary and tokenizes.
+# Each source gives raw (text, label id) datasets per split; _finish learns (or reuses) the
+# vocabulary, tokenizes every split and counts the texts left empty by standardization.
+
+LABEL_HINT = ("if the label is another column, say which: --set label_column=NAME (a header name) or "
+              "--set label_column=0|-1 (first|last column, no header)")
+FOLDER_HINT = "expected one sub-folder per class, each holding many .txt files"
 
 
 @dataclass
 class _Raw:
-    train: object  # tf.data.Dataset of (string, int32)
-    val: object
-    num_train: int
-    num_val: int
+    splits: dict  # {"train"|"validation"|"test": (tf.data.Dataset of (string, int32), count)}; test optional
     class_names: tuple
     source: str
+    origins: dict  # {split: where it came from}
 
 
 def _generated(cfg, spec, fitted) -> _Raw:
     tr_texts, tr_labels = text_data.generated_sentiment(cfg.num_train, cfg.seed, "train")
     va_texts, va_labels = text_data.generated_sentiment(cfg.num_val, cfg.seed, "validation")
-    return _Raw(text_data.from_lists(tr_texts, tr_labels), text_data.from_lists(va_texts, va_labels),
-                cfg.num_train, cfg.num_val, text_data.SENTIMENT_CLASSES, "generated sentiment (3 classes)")
+    splits = {"train": (text_data.from_lists(tr_texts, tr_labels), cfg.num_train),
+              "validation": (text_data.from_lists(va_texts, va_labels), cfg.num_val)}
+    origins = {"train": f"generated (seed {cfg.seed})", "validation": f"generated (seed {cfg.seed}, own stream)"}
+    return _Raw(splits, text_data.SENTIMENT_CLASSES, "generated sentiment (3 classes)", origins)
+
+
+def _labelled(ds, label_key: str) -> bool:
+    """GLUE's test splits hide their labels (-1): such a split cannot be scored."""
+    return all(int(ex[label_key]) >= 0 for ex in ds.take(1).as_numpy_iterator())
 
 
 def _tfds(cfg, spec, fitted) -> _Raw:
@@ -89,67 +104,107 @@ def _tfds(cfg, spec, fitted) -> _Raw:
     if text_key is None or "label" not in features:
         raise DataError(f"--data tfds:{spec.value}: expected a 'text' (or 'sentence') and a 'label' feature, "
                         f"has {list(features)}")
-    train, val, n_train, n_val = tfds_source.train_val_splits(datasets, counts, cfg.val_fraction)
+    parts, origins = tfds_source.three_splits(datasets, counts, cfg.val_fraction, cfg.seed, f"tfds:{spec.value}")
+    if "test" in parts and not _labelled(parts["test"][0], "label"):
+        del parts["test"]
+        origins["test"] = "none: the test split's labels are hidden (-1)"
     pick = lambda ex: (ex[text_key], ex["label"])  # noqa: E731
-    names = tuple(features["label"].names)
-    return _Raw(train.map(pick), val.map(pick), n_train, n_val, names, f"tfds:{spec.value}")
+    splits = {name: (ds.map(pick), n) for name, (ds, n) in parts.items()}
+    return _Raw(splits, tuple(features["label"].names), f"tfds:{spec.value}", origins)
 
 
-def _class_names(cfg, fitted, labels) -> tuple:
+def _class_names(cfg, fitted, examples, source: str, hint: str) -> tuple:
+    """The saved class order (evaluate), `--set classes`, else the training labels once they pass
+    the shared free-text check."""
     if fitted is not None:
         return tuple(fitted.class_names)
-    return tuple(cfg.classes) if cfg.classes else text_data.class_names_of(labels)
+    if cfg.classes:
+        return tuple(cfg.classes)
+    check_label_set(examples.labels, source, hint)
+    return text_data.class_names_of(examples.labels)
 
 
-def _split_one(cfg, examples, class_names, source) -> _Raw:
-    """One source, no split of its own: hold out val_fraction (chosen by seed)."""
-    ids = text_data.label_ids(examples, class_names)
-    n_train, n_val = split_counts(len(ids), cfg.val_fraction, source)
-    order = np.random.default_rng(cfg.seed).permutation(len(ids))
-    tr, va = order[:n_train], order[n_train:]
-    texts = np.asarray(examples.texts, object)
-    return _Raw(text_data.from_lists(texts[tr], ids[tr]), text_data.from_lists(texts[va], ids[va]),
-                n_train, n_val, class_names, source)
+def _from_examples(cfg, fitted, examples: dict, origins: dict, source: str, hint: str) -> _Raw:
+    """Raw splits from read examples: validation is the source's own, else carved from train by seed."""
+    names = _class_names(cfg, fitted, examples["train"], origins["train"], hint)
+    ids = {split: text_data.label_ids(ex, names) for split, ex in examples.items()}
+    texts = {split: np.asarray(ex.texts, object) for split, ex in examples.items()}
+    if "validation" not in examples:
+        tr, va = carve_indices(len(ids["train"]), cfg.val_fraction, cfg.seed, origins["train"])
+        all_texts, all_ids = texts["train"], ids["train"]
+        texts["train"], ids["train"] = all_texts[tr], all_ids[tr]
+        texts["validation"], ids["validation"] = all_texts[va], all_ids[va]
+        origins = {**origins, "validation": carved_note(cfg.val_fraction, cfg.seed)}
+    splits = {split: (text_data.from_lists(texts[split], ids[split]), len(ids[split])) for split in ids}
+    return _Raw(splits, names, source, origins)
+
+
+def _read_split_files(cfg, files: dict) -> dict:
+    return {split: text_data.read_file(path, cfg.text_column, cfg.label_column) for split, path in files.items()}
 
 
 def _path(cfg, spec, fitted) -> _Raw:
     root = spec.path
     if root.is_file():
         ex = text_data.read_file(root, cfg.text_column, cfg.label_column)
-        return _split_one(cfg, ex, _class_names(cfg, fitted, ex.labels), str(root))
+        return _from_examples(cfg, fitted, {"train": ex}, {"train": str(root)}, str(root), LABEL_HINT)
+    folders = find_split_folders(root)
+    if folders is not None:  # train/ (val/) (test/), each holding class folders
+        examples = {split: text_data.read_class_folders(folder) for split, folder in folders.items()}
+        return _from_examples(cfg, fitted, examples, {s: str(f) for s, f in folders.items()}, str(root), FOLDER_HINT)
     if any(p.is_dir() and not p.name.startswith(".") for p in root.iterdir()):
         ex = text_data.read_class_folders(root)
-        return _split_one(cfg, ex, _class_names(cfg, fitted, ex.labels), str(root))
-    pair = text_data.find_split_files(root, cfg.heldout)
-    if pair is None:
+        return _from_examples(cfg, fitted, {"train": ex}, {"train": str(root)}, str(root), FOLDER_HINT)
+    files = text_data.find_split_files(root)
+    if files is None:
         raise DataError(f"--data {root}: expected a CSV/TSV or 'label sentence' file, a folder of class "
-                        "sub-folders of .txt files, or a folder with a '*train*' and a '*test*'/'*dev*' file")
-    train_ex = text_data.read_file(pair[0], cfg.text_column, cfg.label_column)
-    val_ex = text_data.read_file(pair[1], cfg.text_column, cfg.label_column)
-    names = _class_names(cfg, fitted, train_ex.labels)
-    tr, va = text_data.label_ids(train_ex, names), text_data.label_ids(val_ex, names)
-    return _Raw(text_data.from_lists(train_ex.texts, tr), text_data.from_lists(val_ex.texts, va),
-                len(tr), len(va), names, f"{root} (train: {pair[0].name}, validation: {pair[1].name})")
+                        "sub-folders of .txt files, or a folder with a '*train*' file (and '*dev*', '*test*' files)")
+    return _from_examples(cfg, fitted, _read_split_files(cfg, files), {s: str(p) for s, p in files.items()},
+                          str(root), LABEL_HINT)
 
 
 LOADERS = {"embedded": _generated, "tfds": _tfds, "path": _path}
+
+
+def vocabulary_of(info: DataInfo) -> list:
+    """The token vocabulary saved with a run (runs written before `vocabularies` kept it in extra)."""
+    return info.vocabularies.get("tokens") or info.extra.get("vocabulary") or []
+
+
+def _report_empty(empty: dict, counts: dict, cfg) -> None:
+    """One line in the run's output when some texts are left with no token (kept as all padding)."""
+    if not any(empty.values()):
+        return
+    parts = ", ".join(f"{empty[s]} of {counts[s]} {s}" for s in counts if empty[s])
+    print(f"data: {parts} texts are empty after standardization ({cfg.standardize}); kept as all-padding "
+          "examples (data_info.json extra.empty_after_standardization)", flush=True)
 
 
 def _finish(cfg, raw: _Raw, fitted: DataInfo | None) -> Data:
     if len(raw.class_names) < 2:
         raise DataError(f"--data {cfg.data}: expected at least 2 classes, found {list(raw.class_names)}")
     standardize = STANDARDIZE[cfg.standardize]
-    if fitted is not None and "vocabulary" in fitted.extra:
-        vocab = fitted.extra["vocabulary"]
-    else:
-        vocab = text_data.adapt_vocabulary(raw.train.map(lambda t, y: t), max_tokens=cfg.vocab_size,
+    train_raw, num_train = raw.splits["train"]
+    vocab = vocabulary_of(fitted) if fitted is not None else []
+    if not vocab:
+        vocab = text_data.adapt_vocabulary(train_raw.map(lambda t, y: t), max_tokens=cfg.vocab_size,
                                            sequence_length=cfg.sequence_length, standardize=standardize)
-    info = DataInfo(raw.source, raw.num_train, raw.num_val, (cfg.sequence_length,), len(raw.class_names),
-                    tuple(raw.class_names),
-                    extra={"tokenizer": "keras.layers.TextVectorization", "standardize": cfg.standardize,
-                           "sequence_length": cfg.sequence_length, "vocabulary": vocab})
-    tok = lambda ds: text_data.tokenize(ds, vocab, cfg.sequence_length, standardize)  # noqa: E731
-    return Data(tok(raw.train), tok(raw.val), info)
+        if len(vocab) <= 2:  # only padding and [UNK]: no training text holds a token
+            raise DataError(f"{raw.origins['train']}: all {num_train} training texts are empty after "
+                            f"standardization (standardize={cfg.standardize}); nothing to learn from")
+    sets = {split: text_data.tokenize(ds, vocab, cfg.sequence_length, standardize, n)
+            for split, (ds, n) in raw.splits.items()}
+    counts = {split: n for split, (_, n) in raw.splits.items()}
+    empty = {split: text_data.count_empty(ds) for split, ds in sets.items()}
+    _report_empty(empty, counts, cfg)
+    info = DataInfo(
+        raw.source, num_train, counts["validation"],
+        {"tokens": InputSpec((cfg.sequence_length,), "int32", vocabulary="tokens")},
+        len(raw.class_names), tuple(raw.class_names),
+        extra={"tokenizer": "keras.layers.TextVectorization", "standardize": cfg.standardize,
+               "sequence_length": cfg.sequence_length, "empty_after_standardization": empty},
+        num_test=counts.get("test", 0), vocabularies={"tokens": vocab}, splits=raw.origins)
+    return Data(sets["train"], sets["validation"], info, test=sets.get("test"))
 
 
 def build_datasets(cfg: TextClassificationConfig) -> Data:
@@ -167,7 +222,7 @@ def rebuild_datasets(cfg: TextClassificationConfig, fitted: DataInfo) -> Data:
 
 
 def build_model(cfg: TextClassificationConfig, info: DataInfo) -> keras.Model:
-    vocab_size = len(info.extra.get("vocabulary") or ()) or cfg.vocab_size
+    vocab_size = len(vocabulary_of(info)) or cfg.vocab_size
     return text_models.MODELS[cfg.model](
         vocab_size, cfg.sequence_length, info.num_classes, embedding_dim=cfg.embedding_dim, hidden=cfg.hidden,
         num_heads=cfg.num_heads, num_layers=cfg.num_layers, dropout=cfg.dropout,
@@ -298,7 +353,7 @@ def visualize(model, batch, info: DataInfo, cfg) -> dict:
     names = info.class_names or tuple(str(i) for i in range(info.num_classes))
     cm = confusion_matrix(y, pred, info.num_classes)
     return {"confusion_matrix": confusion_image(cm, names),
-            "misclassified": misclassified_table(x, y, pred, probs, names, info.extra.get("vocabulary", []))}
+            "misclassified": misclassified_table(x, y, pred, probs, names, vocabulary_of(info))}
 
 
 def predict_outputs(model, inputs: list[str], out_dir: Path, cfg, info: DataInfo, options: dict) -> list[dict]:
@@ -307,7 +362,7 @@ def predict_outputs(model, inputs: list[str], out_dir: Path, cfg, info: DataInfo
     if not texts:
         raise UserError("predict: give at least one text (as arguments or --input FILE, one text a line)")
     extra = info.extra
-    ids = text_data.tokenize_texts(texts, extra["vocabulary"], extra["sequence_length"],
+    ids = text_data.tokenize_texts(texts, vocabulary_of(info), extra["sequence_length"],
                                    STANDARDIZE[extra.get("standardize", "lower_and_strip_punctuation")])
     probs = np.asarray(ops.softmax(model.predict_on_batch(ids), axis=-1))
     rows = []

@@ -43,17 +43,30 @@ def test_generated_default_is_balanced_deterministic_and_non_trivial():
     assert x.shape == (64, 24) and x.dtype == np.int32 and set(y) <= {0, 1, 2}
 
 
-def test_label_sentence_folder_trains_on_train_and_validates_on_test_or_dev(tmp_path):
+def test_split_files_give_train_dev_validation_and_test_never_validation(tmp_path):
     _write(tmp_path / "stsa.binary.train", "1 a great , moving film\n0 dull and boring\n1 great fun\n0 not good\n")
-    _write(tmp_path / "stsa.binary.test", "0 boring film\n1 great\n")
-    _write(tmp_path / "stsa.binary.dev", "1 moving\n")
+    _write(tmp_path / "stsa.binary.test", "0 boring zebra\n1 great\n")
+    _write(tmp_path / "stsa.binary.dev", "1 splendid\n")
     data = _build(tmp_path)
-    assert (data.info.num_train, data.info.num_val) == (4, 2) and data.info.class_names == ("0", "1")
-    vocab = data.info.extra["vocabulary"]
+    info = data.info
+    assert (info.num_train, info.num_val, info.num_test) == (4, 1, 2) and info.class_names == ("0", "1")
+    assert info.splits == {"train": str(tmp_path / "stsa.binary.train"), "validation": str(tmp_path / "stsa.binary.dev"),
+                           "test": str(tmp_path / "stsa.binary.test")}
+    vocab = info.vocabularies["tokens"]
+    assert "vocabulary" not in info.extra and info.inputs["tokens"].vocabulary == "tokens"
     assert vocab[:2] == ["", "[UNK]"] and "great" in vocab and "," not in vocab  # punctuation stripped
-    x, y = _all(data.val)
-    assert y.tolist() == [0, 1] and x[0, 0] == vocab.index("boring") and x[0, 2] == 0  # padded with 0
-    assert _build(tmp_path, "heldout=dev").info.num_val == 1
+    assert "splendid" not in vocab and "zebra" not in vocab  # learned from train only, never dev or test
+    x, y = _all(data.test)
+    assert y.tolist() == [0, 1] and x[0, :3].tolist() == [vocab.index("boring"), 1, 0]  # [UNK], then padding
+    assert _all(data.val)[1].tolist() == [1]
+    (tmp_path / "stsa.binary.dev").unlink()  # no dev file: validation carved from train by seed, test unchanged
+    carved = _build(tmp_path, "val_fraction=0.25").info
+    assert (carved.num_train, carved.num_val, carved.num_test) == (3, 1, 2)
+    assert carved.splits["validation"] == "carved from train (25%, seed 0)"
+    _write(tmp_path / "other.test", "1 x\n")
+    with pytest.raises(DataError, match=r"expected one '\*train\*' file, at most one .* found train: "
+                                        r"\['stsa.binary.train'\]; validation: \[\]; test: \['other.test', 'stsa.binary.test'\]"):
+        _build(tmp_path)
 
 
 def test_label_sentence_errors_name_file_and_line(tmp_path):
@@ -98,8 +111,8 @@ def test_csv_errors_name_file_and_line(tmp_path):
     _write(path, "text,label\nhello,a\nbye\n")
     with pytest.raises(DataError, match=r"d\.csv line 3: expected 2 fields, got 1"):
         _build(path)
-    _write(path, "text,label\nhello,a\n,b\n")
-    with pytest.raises(DataError, match=r"d\.csv line 3: empty text in column 'text'"):
+    _write(path, "text,label\nhello,a\nbye,\n")
+    with pytest.raises(DataError, match=r"d\.csv line 3: empty label in column 'label'"):
         _build(path)
     _write(path, "text,label\nhello,a\nbye,b\nwho,c\n")
     with pytest.raises(DataError, match=r"d\.csv line 4: unknown label 'c' \(known labels: a, b\)"):
@@ -140,9 +153,13 @@ def test_tfds_text_datasets_under_mock_data(name, classes):
     with tfds.testing.mock_data(num_examples=24):
         data = _build(f"tfds:{name}")
         assert data.info.source == f"tfds:{name}" and data.info.class_names == classes
-        assert len(data.info.extra["vocabulary"]) > 2
+        info = data.info
+        assert len(info.vocabularies["tokens"]) > 2 and info.num_test == 24 and info.splits["test"] == "test split"
         x, y = _all(data.train)
-        assert x.shape == (24, 24) and x.dtype == np.int32 and set(y.tolist()) <= {0, 1}
+        assert x.shape == (info.num_train, 24) and x.dtype == np.int32 and set(y.tolist()) <= {0, 1}
+        # (mock_data fabricates a validation split even for imdb_reviews; carving is tested with split files)
+        assert info.splits["validation"] == "validation split" and info.num_val == 24
+        assert _all(data.test)[0].shape == (24, 24)
 
 
 def test_evaluate_data_reuses_the_saved_vocabulary_and_class_order(tmp_path):
@@ -151,11 +168,70 @@ def test_evaluate_data_reuses_the_saved_vocabulary_and_class_order(tmp_path):
     path = _write(tmp_path / "a.txt", "1 good film\n0 bad film\n1 good\n0 bad\n1 nice\n")
     fitted = task.build_datasets(_cfg(path)).info
     _write(path, "1 zebra quartz good\n0 zebra bad\n1 zebra\n0 quartz\n1 good\n")
-    relearned = task.build_datasets(_cfg(path)).info.extra["vocabulary"]
+    relearned = task.build_datasets(_cfg(path)).info.vocabularies["tokens"]
     assert "zebra" in relearned
     again = task.rebuild_datasets(_cfg(path), fitted)
-    assert again.info.extra["vocabulary"] == fitted.extra["vocabulary"]
+    vocab = fitted.vocabularies["tokens"]
+    assert again.info.vocabularies["tokens"] == vocab
     x, _ = _all(again.train.concatenate(again.val))
-    assert "zebra" not in fitted.extra["vocabulary"] and (x == 1).any()  # unseen words map to [UNK]
-    ids = text_data.tokenize_texts(["good zebra"], fitted.extra["vocabulary"], 4, "lower_and_strip_punctuation")
-    assert ids.tolist() == [[fitted.extra["vocabulary"].index("good"), 1, 0, 0]]
+    assert "zebra" not in vocab and (x == 1).any()  # unseen words map to [UNK]
+    ids = text_data.tokenize_texts(["good zebra", "(!)"], vocab, 4, "lower_and_strip_punctuation")
+    assert ids.tolist() == [[vocab.index("good"), 1, 0, 0], [0, 0, 0, 0]]
+
+
+UCI = ["So there is no way for me to plug it in here in the US unless I go by a converter.\t0",
+       "Good case, Excellent value.\t1", "Great for the jawbone.\t1", "Tied to charger for conversations lasting more "
+       "than 45 minutes.MAJOR PROBLEMS!!\t0", "The mic is great.\t1", "I have to jiggle the plug to get it to line up "
+       "right to get decent volume.\t0", "If you have several dozen or several hundred contacts, then imagine the "
+       "fun of sending each of them one by one.\t0", "If you are Razr owner...you must have this!\t1",
+       "Needless to say, I wasted my money.\t0", "What a waste of money and time!.\t0", "And the sound quality is great.\t1",
+       "He was very impressed when going from the original battery to the extended battery.\t1"]
+
+
+def test_uci_sentiment_layout_headerless_sentence_tab_label_is_two_classes(tmp_path):
+    """`sentence<TAB>0|1`, no header (UCI 'sentiment labelled sentences'): the label column is found."""
+    path = _write(tmp_path / "amazon_cells_labelled.txt", "\n".join(UCI) + "\n")
+    data = _build(path, "val_fraction=0.25")
+    assert data.info.class_names == ("0", "1") and (data.info.num_train, data.info.num_val) == (9, 3)
+    ex = text_data.read_file(path, "text", "label")
+    assert ex.texts[1] == "Good case, Excellent value." and ex.labels[:3] == ["0", "1", "1"]
+    assert ex.where[0].endswith("amazon_cells_labelled.txt line 1")
+    flipped = _write(tmp_path / "flipped.tsv", "".join(f"{r.split(chr(9))[1]}\t{r.split(chr(9))[0]}\n" for r in UCI))
+    first = text_data.read_file(flipped, "text", "label")  # label first, detected too; and by position
+    assert first.labels == ex.labels and first.texts == ex.texts
+    assert text_data.read_file(flipped, "text", "0").labels == ex.labels
+    assert text_data.read_file(path, "text", "-1").texts == ex.texts
+
+
+def test_label_position_for_csv_and_label_sentence_files(tmp_path):
+    csv_path = _write(tmp_path / "r.csv", '"so good, really",pos\nawful,neg\nfine,pos\n')
+    ex = text_data.read_file(csv_path, "text", "-1")
+    assert ex.texts == ["so good, really", "awful", "fine"] and ex.labels == ["pos", "neg", "pos"]
+    wide = _write(tmp_path / "w.csv", "7,pos,great film\n8,neg,dull film\n")
+    assert text_data.read_file(wide, "2", "1").texts == ["great film", "dull film"]
+    with pytest.raises(DataError, match=r"w\.csv line 1: expected 2 fields, got 3"):
+        text_data.read_file(wide, "text", "1")
+    last = _write(tmp_path / "s.txt", "a great film 1\ndull 0\n")
+    assert text_data.read_file(last, "text", "-1").labels == ["1", "0"]
+    with pytest.raises(DataError, match=r"s\.txt: --set label_column=2: a 'label sentence' file has the label first"):
+        text_data.read_file(last, "text", "2")
+    header = _write(tmp_path / "h.tsv", "sentence\tlabel\n" + "".join(r + "\n" for r in UCI))
+    with pytest.raises(DataError, match=r"h\.tsv line 1: looks like a header \('label' is never seen again"):
+        text_data.read_file(header, "text", "-1")
+    with pytest.raises(DataError, match=r"h\.tsv line 1: no column 'text' in the header \(sentence, label\); choose "
+                                        r"one with --set text_column=NAME, or --set label_column=0\|-1"):
+        text_data.read_file(header, "text", "label")
+    assert text_data.read_file(header, "sentence", "label").labels[:2] == ["0", "1"]
+
+
+def test_labels_that_look_like_free_text_are_one_line_errors(tmp_path):
+    """The UCI file read the old way (`label sentence`, label first) gave one class per first word."""
+    rows = "".join(f"{r.split(chr(9))[0]} {r.split(chr(9))[1]}\n" for r in UCI)  # tab -> space: no tab to detect
+    path = _write(tmp_path / "yelp_labelled.txt", rows)
+    with pytest.raises(DataError) as err:
+        _build(path)
+    msg = str(err.value)
+    assert "\n" not in msg and msg.startswith(f"{path}: the labels look like free text (11 distinct labels among 12 "
+                                             "examples, 10 seen only once")
+    assert "--set label_column=0|-1" in msg
+    assert _build(path, "label_column=-1").info.class_names == ("0", "1")  # the flag it names fixes it
