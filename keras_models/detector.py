@@ -104,6 +104,7 @@ def encode_targets(gt, num_classes: int, grid_size: int, stride: int):
 # --- loss --------------------------------------------------------------------------------------
 
 
+@keras.saving.register_keras_serializable(package="keras_baselines")
 class CenterNetLoss(keras.losses.Loss):
     """Penalty-reduced focal loss on the heat map + L1 on offsets and log sizes at centres.
 
@@ -195,6 +196,7 @@ def decode_predictions(outputs, num_classes: int, stride: int, image_size: tuple
 
 
 
+@keras.saving.register_keras_serializable(package="keras_baselines")
 class DetectionDecoder(keras.layers.Layer):
     """`decode_predictions` as a layer, so a small Model around it is compiled on every backend."""
 

@@ -200,6 +200,10 @@ class GAN(GANSteps, keras.Model):
     def call(self, z, training=False):
         return self.generator(z, training=training)
 
+    def example_inputs(self, n):
+        """What `call` takes (latents, not images): n of the fixed evaluation latents."""
+        return self.eval_latents[:n]
+
     def compile(self, generator_optimizer, discriminator_optimizer, jit_compile=True):
         optimizer = PairedOptimizer(generator_optimizer, discriminator_optimizer)
         optimizer.build_pair(self.generator.trainable_variables, self.discriminator.trainable_variables)

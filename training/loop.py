@@ -73,8 +73,10 @@ def build_compiled_model(task: Task, cfg, info: DataInfo, total_steps: int) -> k
     if task.compile is not None:
         task.compile(model, cfg, info, optimizer)
     else:
-        model.compile(optimizer=optimizer, loss=task.loss(cfg, info), metrics=task.metrics(cfg, info),
-                      jit_compile=cfg.jit_compile)
+        # Models with their own loss (compute_loss, custom steps) declare no loss or metrics.
+        loss = task.loss(cfg, info) if task.loss is not None else None
+        metrics = task.metrics(cfg, info) if task.metrics is not None else None
+        model.compile(optimizer=optimizer, loss=loss, metrics=metrics, jit_compile=cfg.jit_compile)
     return model
 
 
