@@ -4,14 +4,11 @@ through the engine's compile path, on the backend under test."""
 import numpy as np
 import pytest
 
-from conftest import BACKEND
+from conftest import FAST_JIT
 from errors import UserError
 from tasks.base import get_task, resolve_config
 
 PEAKS = {"generator_optimizer": "learning_rate", "discriminator_optimizer": "discriminator_learning_rate"}
-# The quickest one-step set-up per backend: XLA compilation costs TensorFlow seconds, while JAX
-# without jit dispatches (and compiles) op by op.
-FAST_STEP = f"jit_compile={BACKEND == 'jax'}"
 CONFIGS = {"plain": (), "knobs": ("warmup_steps=10", "weight_decay=0.5", "clipnorm=0.5")}
 
 
@@ -20,7 +17,7 @@ def compiled_gan(*sets):
     from training.loop import build_compiled_model
 
     task = get_task("gan")
-    cfg = resolve_config(task, preset="debug", sets=[FAST_STEP, *sets])
+    cfg = resolve_config(task, preset="debug", sets=[FAST_JIT, *sets])
     info = DataInfo("generated", 64, 32, (cfg.image_size, cfg.image_size, cfg.channels))
     return build_compiled_model(task, cfg, info, total_steps=100), cfg
 

@@ -5,7 +5,7 @@ import time
 
 import pytest
 
-from conftest import BACKEND
+from conftest import BACKEND, FAST_JIT
 from tasks.base import all_tasks, resolve_config
 from training import portable
 
@@ -18,7 +18,7 @@ def tiny_config(task):
     cfg = resolve_config(task, preset="debug" if "debug" in task.presets else None)
     batch = min(cfg.batch_size, 16)
     return resolve_config(task, preset="debug" if "debug" in task.presets else None, sets=[
-        "epochs=1", f"batch_size={batch}", f"max_train_examples={2 * batch}", f"max_val_examples={batch}"])
+        FAST_JIT, "epochs=1", f"batch_size={batch}", f"max_train_examples={2 * batch}", f"max_val_examples={batch}"])
 
 
 def fit_tiny(task, run_dir):
@@ -40,7 +40,9 @@ def fitted(tmp_path_factory):
     root = tmp_path_factory.mktemp("portable")
     out = {}
     for task in all_tasks():
+        start = time.perf_counter()
         result, inputs = fit_tiny(task, root / task.name)
+        print(f"\ntiny fit of {task.name} on {BACKEND}: {time.perf_counter() - start:.1f}s")
         out[task.name] = (result.run_dir / "model.keras", inputs, portable.flat_predictions(result.model, inputs))
     return out
 
