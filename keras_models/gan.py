@@ -209,6 +209,13 @@ class GAN(GANSteps, keras.Model):
         optimizer.build_pair(self.generator.trainable_variables, self.discriminator.trainable_variables)
         super().compile(optimizer=optimizer, jit_compile=jit_compile)
 
+    def compile_from_config(self, config):
+        """Compile a loaded GAN with its saved optimizers (Keras cannot call a custom `compile`)."""
+        config = keras.saving.deserialize_keras_object(config)
+        paired = config["optimizer"]
+        self.compile(paired.generator_optimizer, paired.discriminator_optimizer,
+                     jit_compile=config.get("jit_compile", True))
+
     @property
     def metrics(self):
         return [self.loss_tracker, self.d_loss_tracker, self.g_loss_tracker, self.distance_tracker]
