@@ -35,7 +35,26 @@ def conv_autoencoder(input_shape, width=32, upsampling="resize", name="denoising
     return keras.Model(inputs, outputs, name=name)
 
 
+@keras.saving.register_keras_serializable(package="keras_baselines")
 def psnr(y_true, y_pred):
     """Per-image peak signal-to-noise ratio in dB for images in [0, 1] (higher is better)."""
     mse = keras.ops.mean(keras.ops.square(y_true - y_pred), axis=(1, 2, 3))
     return 10.0 * keras.ops.log(1.0 / keras.ops.maximum(mse, 1e-10)) / keras.ops.log(10.0)
+
+
+@keras.saving.register_keras_serializable(package="keras_baselines")
+class PSNR(keras.metrics.MeanMetricWrapper):
+    """Mean PSNR (dB) minus a fixed `baseline` (e.g. the noisy inputs' own PSNR, giving the dB a
+    denoiser gains). A class, not a closure over the baseline, so a saved model's compile config
+    loads again."""
+
+    def __init__(self, baseline=0.0, name="psnr", dtype=None):
+        super().__init__(self._shifted_psnr, name=name, dtype=dtype)
+        self.baseline = float(baseline)
+        self._direction = "up"
+
+    def _shifted_psnr(self, y_true, y_pred):
+        return psnr(y_true, y_pred) - self.baseline
+
+    def get_config(self):
+        return {"name": self.name, "dtype": self.dtype, "baseline": self.baseline}

@@ -104,6 +104,7 @@ def encode_targets(gt, num_classes: int, grid_size: int, stride: int):
 # --- loss --------------------------------------------------------------------------------------
 
 
+@keras.saving.register_keras_serializable(package="keras_baselines")
 class CenterNetLoss(keras.losses.Loss):
     """Penalty-reduced focal loss on the heat map + L1 on offsets and log sizes at centres.
 
@@ -111,8 +112,9 @@ class CenterNetLoss(keras.losses.Loss):
     """
 
     def __init__(self, num_classes: int, grid_size: int, stride: int, box_weight: float = 1.0,
-                 alpha: float = 2.0, beta: float = 4.0, name="centernet_loss", **kwargs):
-        super().__init__(name=name, reduction="sum_over_batch_size", **kwargs)
+                 alpha: float = 2.0, beta: float = 4.0, name="centernet_loss", reduction="sum_over_batch_size",
+                 **kwargs):
+        super().__init__(name=name, reduction=reduction, **kwargs)
         self.num_classes, self.grid_size, self.stride = num_classes, grid_size, stride
         self.box_weight, self.alpha, self.beta = box_weight, alpha, beta
 
@@ -195,6 +197,7 @@ def decode_predictions(outputs, num_classes: int, stride: int, image_size: tuple
 
 
 
+@keras.saving.register_keras_serializable(package="keras_baselines")
 class DetectionDecoder(keras.layers.Layer):
     """`decode_predictions` as a layer, so a small Model around it is compiled on every backend."""
 

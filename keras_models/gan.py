@@ -201,10 +201,21 @@ class GAN(GANSteps, keras.Model):
     def call(self, z, training=False):
         return self.generator(z, training=training)
 
+    def example_inputs(self, n):
+        """What `call` takes (latents, not images): n of the fixed evaluation latents."""
+        return self.eval_latents[:n]
+
     def compile(self, generator_optimizer, discriminator_optimizer, jit_compile=True):
         optimizer = PairedOptimizer(generator_optimizer, discriminator_optimizer)
         optimizer.build_pair(self.generator.trainable_variables, self.discriminator.trainable_variables)
         super().compile(optimizer=optimizer, jit_compile=jit_compile)
+
+    def compile_from_config(self, config):
+        """Compile a loaded GAN with its saved optimizers (Keras cannot call a custom `compile`)."""
+        config = keras.saving.deserialize_keras_object(config)
+        paired = config["optimizer"]
+        self.compile(paired.generator_optimizer, paired.discriminator_optimizer,
+                     jit_compile=config.get("jit_compile", True))
 
     @property
     def metrics(self):

@@ -69,3 +69,24 @@ def unet_light(input_shape, num_classes, *, depth=3, filters=16, dropout=0.0, ba
     """
     return unet(input_shape, num_classes, depth=depth, filters=max(4, filters // 2), dropout=dropout,
                 batch_norm=batch_norm, separable=separable, name=name, **options)
+
+
+# --- losses (registered, so a saved model's compile config loads again) -------------------------
+
+
+@keras.saving.register_keras_serializable(package="keras_baselines")
+def dice_loss(y_true, y_pred, smooth: float = 1.0):
+    """1 - mean over classes of the soft Dice score, pixels of the whole batch pooled (keras.ops)."""
+    num_classes = keras.ops.shape(y_pred)[-1]
+    probs = keras.ops.softmax(y_pred, axis=-1)
+    onehot = keras.ops.one_hot(keras.ops.cast(y_true, "int32"), num_classes, dtype=probs.dtype)
+    axes = (0, 1, 2)
+    inter = keras.ops.sum(probs * onehot, axis=axes)
+    total = keras.ops.sum(probs, axis=axes) + keras.ops.sum(onehot, axis=axes)
+    return 1.0 - keras.ops.mean((2.0 * inter + smooth) / (total + smooth))
+
+
+@keras.saving.register_keras_serializable(package="keras_baselines")
+def ce_dice_loss(y_true, y_pred):
+    ce = keras.losses.sparse_categorical_crossentropy(y_true, y_pred, from_logits=True)
+    return keras.ops.mean(ce) + dice_loss(y_true, y_pred)

@@ -9,7 +9,6 @@ import keras
 import numpy as np
 
 from keras_models import autoencoder
-from keras_models.direction import UP, with_direction
 from pipelines import Data, generative
 from tasks import generative_common as common
 from tasks.base import Task, register
@@ -51,13 +50,8 @@ def metrics(cfg, info):
     """mse, psnr (dB) and psnr_gain: psnr minus the noisy validation inputs' own PSNR (measured once
     in build_datasets and kept in data_info.json), i.e. how many dB the model removes."""
     baseline = float(info.extra.get("noisy_input_psnr", 0.0))
-
-    def psnr_gain(y_true, y_pred):
-        return autoencoder.psnr(y_true, y_pred) - baseline
-
-    return [keras.metrics.MeanSquaredError(name="mse"),
-            with_direction(keras.metrics.MeanMetricWrapper(autoencoder.psnr, name="psnr"), UP),
-            with_direction(keras.metrics.MeanMetricWrapper(psnr_gain, name="psnr_gain"), UP)]
+    return [keras.metrics.MeanSquaredError(name="mse"), autoencoder.PSNR(name="psnr"),
+            autoencoder.PSNR(baseline, name="psnr_gain")]
 
 
 def visualize(model, batch, info, cfg) -> dict:

@@ -73,19 +73,24 @@ def build_model(cfg: GANConfig, info):
                             upsampling=cfg.upsampling)
 
 
-def loss(cfg, info):
-    return None  # the GAN steps compute their own adversarial losses
-
-
-def metrics(cfg, info):
-    return []  # d_loss, g_loss, loss and sample_distance are tracked by the model
-
-
-def compile(model, cfg, info, optimizer):
-    """Two Adam optimizers with constant rates (the engine's AdamW schedule is not used)."""
-    model.compile(generator_optimizer=keras.optimizers.Adam(cfg.learning_rate, beta_1=cfg.beta_1),
-                  discriminator_optimizer=keras.optimizers.Adam(cfg.discriminator_learning_rate, beta_1=cfg.beta_1),
+def compile(model, cfg: GANConfig, info, optimizer):
+    """Two Adam optimizers (generator, discriminator), each honouring warmup_steps, weight_decay
+    and clipnorm; the engine's single optimizer is not used. After the warm-up the rates stay
+    constant: the GAN's rates were tuned constant, and the engine's cosine decay is not applied."""
+    if cfg.precision == "mixed_float16":
+        raise UserError("--set precision=mixed_float16: the GAN's train steps do no loss scaling; "
+                        "use mixed_bfloat16 or float32")
+    model.compile(generator_optimizer=_adam(cfg, cfg.learning_rate),
+                  discriminator_optimizer=_adam(cfg, cfg.discriminator_learning_rate),
                   jit_compile=cfg.jit_compile)
+
+
+def _adam(cfg: GANConfig, rate: float) -> keras.optimizers.Adam:
+    if cfg.warmup_steps:  # linear from 0 to `rate` over warmup_steps, then constant (alpha=1: no decay)
+        rate = keras.optimizers.schedules.CosineDecay(0.0, decay_steps=1, alpha=1.0, warmup_target=rate,
+                                                      warmup_steps=cfg.warmup_steps)
+    return keras.optimizers.Adam(rate, beta_1=cfg.beta_1, weight_decay=cfg.weight_decay or None,
+                                 clipnorm=cfg.clipnorm or None)
 
 
 def fixed_latents(cfg, n: int) -> np.ndarray:
@@ -116,8 +121,6 @@ register(Task(
     config_cls=GANConfig,
     build_datasets=build_datasets,
     build_model=build_model,
-    loss=loss,
-    metrics=metrics,
     default_data="generated shape silhouettes (32x32, white on black, centred and upright)",
     presets={
         "debug": {"epochs": 1, "num_train": 256, "num_val": 64, "num_test": 32, "batch_size": 32, "width": 8,

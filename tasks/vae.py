@@ -5,7 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import keras
 import numpy as np
 
 from keras_models import vae as vae_models
@@ -46,18 +45,6 @@ def build_model(cfg: VAEConfig, info):
     _check_batch_size(cfg)
     return vae_models.conv_vae(info.input_shape, latent_dim=cfg.latent_dim, width=cfg.width, beta=cfg.beta,
                                decoder_std=cfg.decoder_std, seed=cfg.seed, upsampling=cfg.upsampling)
-
-
-def loss(cfg, info):
-    return None  # VAE.compute_loss adds reconstruction + KL itself
-
-
-def metrics(cfg, info):
-    return []  # reconstruction_loss, kl and elbo are tracked by the model
-
-
-def compile(model, cfg, info, optimizer):
-    model.compile(optimizer=optimizer, jit_compile=cfg.jit_compile)
 
 
 def _fixed_latents(cfg, n: int, latent_dim: int) -> np.ndarray:
@@ -103,8 +90,6 @@ register(Task(
     config_cls=VAEConfig,
     build_datasets=build_datasets,
     build_model=build_model,
-    loss=loss,
-    metrics=metrics,
     default_data="generated shape silhouettes (32x32, white on black)",
     presets={
         "debug": {"epochs": 1, "num_train": 256, "num_val": 64, "num_test": 32, "batch_size": 32, "width": 8,
@@ -113,6 +98,5 @@ register(Task(
     },
     visualize=visualize,
     predict_outputs=predict_outputs,
-    compile=compile,
     best_metric="val_loss",
 ))

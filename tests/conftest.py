@@ -16,6 +16,9 @@ SHARED_DATA = ROOT.parent / "shared" / "data"
 from training.backend import default_backend, select_backend  # noqa: E402  (imports no keras)
 
 BACKEND = select_backend(default_backend())
+# `--set` value for the quickest few-step fits: XLA compilation costs TensorFlow seconds per model,
+# while JAX without jit dispatches (and compiles) op by op.
+FAST_JIT = f"jit_compile={BACKEND == 'jax'}"
 
 
 def pytest_report_header(config):
