@@ -14,18 +14,20 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import keras
 import numpy as np
 from PIL import Image, ImageDraw
 
 from errors import DataError, UserError
-from keras_models import detector
 from pipelines import Data, DataInfo, files, parse_data_spec, shapes, split_counts
-from pipelines import detection as det_data
 from tasks import visuals
 from tasks.base import Task, TrainConfig, register
+from tasks.lazy import lazy_module
 
-MODELS = {"centernet": detector.centernet}
+keras = lazy_module("keras")
+detector = lazy_module("keras_models.detector")
+det_data = lazy_module("pipelines.detection")
+
+MODELS = {"centernet": "centernet"}  # builders in keras_models.detector
 FORMATS = ("auto", "csv", "yolo", "voc")
 TFDS_MAX_BOXES = 50  # VOC 2007 images hold at most 42 objects
 
@@ -182,7 +184,7 @@ def build_datasets(cfg: DetectionConfig) -> Data:
 
 
 def build_model(cfg: DetectionConfig, info: DataInfo) -> keras.Model:
-    return MODELS[cfg.model](info.input_shape, info.num_classes, width=cfg.width, stride=cfg.stride)
+    return getattr(detector, MODELS[cfg.model])(info.input_shape, info.num_classes, width=cfg.width, stride=cfg.stride)
 
 
 def loss(cfg: DetectionConfig, info: DataInfo):
@@ -191,7 +193,7 @@ def loss(cfg: DetectionConfig, info: DataInfo):
 
 
 def metrics(cfg, info):
-    return []  # mAP needs decoding + NMS over the whole set: computed by MeanAveragePrecision below
+    return []  # mAP needs decoding + NMS over the whole set: computed by the callback of extra_callbacks below
 
 
 # --- decoding and COCO mAP -----------------------------------------------------------------------
@@ -286,25 +288,24 @@ def evaluate_map(model, images, targets, cfg, info) -> tuple[dict, str]:
     return coco_map(truth_of(targets), detect(model, images, cfg, info), info.num_classes)
 
 
-class MeanAveragePrecision(keras.callbacks.Callback):
-    """COCO mAP on the validation set, written into the epoch logs as val_map50, val_map, val_map75."""
-
-    def __init__(self, cfg, data: Data):
-        super().__init__()
-        self.cfg, self.data = cfg, data
-        self.arrays = None
-
-    def on_epoch_end(self, epoch, logs=None):
-        last = epoch + 1 >= self.cfg.epochs
-        if logs is None or not ((epoch + 1) % max(1, self.cfg.map_every_epochs) == 0 or last):
-            return
-        if self.arrays is None:
-            self.arrays = dataset_arrays(self.data.val)
-        scores, _ = evaluate_map(self.model, *self.arrays, self.cfg, self.data.info)
-        logs.update({f"val_{k}": v for k, v in scores.items()})
-
-
 def extra_callbacks(cfg, data, run_dir):
+    class MeanAveragePrecision(keras.callbacks.Callback):  # defined here: its base class imports keras
+        """COCO mAP on the validation set, written into the epoch logs as val_map50, val_map, val_map75."""
+
+        def __init__(self, cfg, data: Data):
+            super().__init__()
+            self.cfg, self.data = cfg, data
+            self.arrays = None
+
+        def on_epoch_end(self, epoch, logs=None):
+            last = epoch + 1 >= self.cfg.epochs
+            if logs is None or not ((epoch + 1) % max(1, self.cfg.map_every_epochs) == 0 or last):
+                return
+            if self.arrays is None:
+                self.arrays = dataset_arrays(self.data.val)
+            scores, _ = evaluate_map(self.model, *self.arrays, self.cfg, self.data.info)
+            logs.update({f"val_{k}": v for k, v in scores.items()})
+
     return [MeanAveragePrecision(cfg, data)]
 
 
