@@ -58,6 +58,7 @@ def test_unknown_task_is_one_line_exit_2_and_fast():
     (["fit", "--task", "classification", "--set", "nope=1"], 2),
     (["fit", "--task", "classification", "--set", "epochs=x"], 2),
     (["fit", "--task", "classification", "--preset", "nope"], 2),
+    (["fit", "--task", "classification", "--data", "no/such/folder"], 2),
     (["fit", "--task", "text-classification", "--set", "model=gpt"], 2),
     (["fit", "--task", "gan", "--set", "shapes_style=photo"], 2),
     (["compare", "--task", "classification", "--backends", "torch"], 2),
@@ -87,21 +88,26 @@ def test_a_short_fit_writes_no_start_up_noise(tiny_fit):
 
 
 @pytest.mark.parametrize("argv, expected", [
-    (["evaluate", "--data", "no/such/folder"], "error: --data no/such/folder"),
+    (["evaluate", "--data", "{empty}"], "error: --data {empty}: expected a folder"),
     (["predict", "no/such/image.png"], "error: "),
 ], ids=["evaluate", "predict"])
-def test_errors_after_start_are_still_one_line(tiny_fit, argv, expected):
-    """evaluate and predict start the backend (and load the model) before these errors: no noise."""
+def test_errors_after_start_are_still_one_line(tiny_fit, tmp_path, argv, expected):
+    """evaluate and predict start the backend and load the model before these errors: no noise."""
     run_dir, _ = tiny_fit
+    empty = tmp_path / "empty.txt"
+    empty.write_text("")
+    argv, expected = [a.format(empty=empty) for a in argv], expected.format(empty=empty)
     proc = run_cli_subprocess(argv[0], "--run-dir", run_dir, *argv[1:])
     lines = (proc.stdout + proc.stderr).splitlines()
     assert proc.returncode == 2 and len(lines) == 1 and lines[0].startswith(expected), lines
 
 
-def test_verbose_shows_start_up_logs():
-    """--verbose: the start-up lines come back (a batch larger than the data fails right after start)."""
-    proc = run_cli_subprocess("--verbose", "fit", "--task", "classification", "--preset", "debug",
-                              "--set", "num_train=64", "--batch-size", "1000", "--run-dir", "unused", backend=BACKEND)
+@pytest.mark.parametrize("flags, env", [(["--verbose"], {}), ([], {"TF_CPP_MIN_LOG_LEVEL": "0"})],
+                         ids=["--verbose", "TF_CPP_MIN_LOG_LEVEL=0"])
+def test_verbose_shows_start_up_logs(flags, env):
+    """The start-up lines come back when asked for (a batch larger than the data fails right after start)."""
+    proc = run_cli_subprocess(*flags, "fit", "--task", "classification", "--preset", "debug", "--set", "num_train=64",
+                              "--batch-size", "1000", "--run-dir", "unused", backend=BACKEND, env=env)
     assert proc.returncode == 2 and "--batch-size 1000" in proc.stderr, proc.stderr
     assert any(marker in proc.stderr for marker in ("I0000", "WARNING: All log messages")), proc.stderr
 

@@ -21,7 +21,8 @@ def default_backend() -> str:
 def select_backend(name: str, verbose: bool = False) -> str:
     """Set KERAS_BACKEND, import keras, and fail loudly if keras runs anything else.
 
-    TensorFlow/XLA C++ logging stays silent unless `verbose` or the user set TF_CPP_MIN_LOG_LEVEL."""
+    Start-up logs are hidden unless `wants_start_up_logs`; later C++ logging follows
+    TF_CPP_MIN_LOG_LEVEL (2, errors only, unless the user set it or `verbose`)."""
     if name not in BACKENDS:
         raise UserError(f"--backend {name!r}: unknown backend; valid backends: {', '.join(BACKENDS)}")
     if "keras" in sys.modules:
@@ -32,16 +33,21 @@ def select_backend(name: str, verbose: bool = False) -> str:
                 "nothing may import keras before cli.py selects the backend"
             )
     os.environ["KERAS_BACKEND"] = name
-    show_logs = verbose or os.environ.get("TF_CPP_MIN_LOG_LEVEL") == "0"
+    hide = not wants_start_up_logs(verbose)
     if not verbose:
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    with start_up_logs_hidden(not show_logs):
+    with start_up_logs_hidden(hide):
         import keras
 
         if keras.config.backend() != name:
             raise RuntimeError(f"asked for backend {name!r} but keras runs {keras.config.backend()!r}")
         _probe_devices(name)
     return name
+
+
+def wants_start_up_logs(verbose: bool) -> bool:
+    """--verbose, or TF_CPP_MIN_LOG_LEVEL=0 (the user asked TensorFlow for every log line)."""
+    return verbose or os.environ.get("TF_CPP_MIN_LOG_LEVEL") == "0"
 
 
 @contextlib.contextmanager

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Callable
 
 from errors import UserError
+from pipelines.data import parse_data_spec
 from tasks.base import all_tasks, describe_config, get_task, resolve_config
 from training import rundir
 
@@ -62,6 +63,7 @@ def cmd_fit(args, start: Start) -> int:
         raise UserError("fit: --task is required (see `python cli.py tasks`)")
     task = get_task(args.task)
     cfg = resolve_config(task, args.preset, _flags(args), args.set)
+    parse_data_spec(cfg.data)  # a mistyped --data path is answered before the backend starts
     init = Path(args.init_weights) if args.init_weights else None
     if init is not None and not init.is_file():
         raise UserError(f"--init-weights {init}: no such file")
@@ -131,6 +133,8 @@ def _task_of_run(args):
 
 def cmd_evaluate(args, start: Start) -> int:
     task, run_dir = _task_of_run(args)
+    if args.data:
+        parse_data_spec(args.data)
     start()
     from training.inference import evaluate
 
@@ -164,9 +168,9 @@ def cmd_predict(args, start: Start) -> int:
 
 
 def cmd_tensorboard(args, start: Start) -> int:
-    from training.backend import start_up_logs_hidden
+    from training.backend import start_up_logs_hidden, wants_start_up_logs
 
-    with start_up_logs_hidden(not args.verbose):  # tensorboard imports TensorFlow
+    with start_up_logs_hidden(not wants_start_up_logs(args.verbose)):  # tensorboard imports TensorFlow
         from tensorboard import program
 
     Path(args.logdir).mkdir(parents=True, exist_ok=True)
