@@ -8,7 +8,8 @@
   python cli.py compare --task classification --preset debug
   python cli.py tensorboard
 
-This file only parses arguments: it sets KERAS_BACKEND before anything imports keras.
+This file only parses arguments: it sets KERAS_BACKEND before anything imports keras. Commands
+check their arguments and config before the backend starts, so mistakes are answered at once.
 """
 
 from __future__ import annotations
@@ -40,6 +41,8 @@ def _common(p: argparse.ArgumentParser, top: bool = False) -> None:
                    help="tensorflow or jax (default: $KERAS_BACKEND, else tensorflow). Example: --backend jax")
     p.add_argument("--debug", action="store_true", default=False if top else argparse.SUPPRESS,
                    help="show full tracebacks for errors")
+    p.add_argument("--verbose", action="store_true", default=False if top else argparse.SUPPRESS,
+                   help="show TensorFlow/XLA/JAX start-up and C++ logs (hidden unless TF_CPP_MIN_LOG_LEVEL=0)")
 
 
 COMPARE_EPILOG = """examples:
@@ -142,12 +145,10 @@ def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = build_parser().parse_args(argv)
     try:
+        from training import commands  # imports no keras: commands call start() once their arguments are checked
         from training.backend import select_backend
 
-        select_backend(_run_backend(args))
-        from training import commands  # imports keras: only after the backend is set
-
-        return commands.COMMANDS[args.command](args)
+        return commands.COMMANDS[args.command](args, lambda: select_backend(_run_backend(args), args.verbose))
     except KeyboardInterrupt:
         print("\ninterrupted", file=sys.stderr)
         return 130

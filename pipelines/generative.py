@@ -83,9 +83,6 @@ def rotations(images: ImageSet) -> Labelled:
     return Labelled(images.train.flat_map(four_turns), images.val.flat_map(four_turns), 4, "rotation")
 
 
-STYLES = ("silhouette", "scene")
-
-
 def _generated_split(spec, n, seed, split, style, channels) -> tuple[np.ndarray, np.ndarray]:
     arrays = shapes.generate_arrays(spec, n, seed, split)
     if style == "silhouette":  # white shape on black, from the generator's per-pixel mask

@@ -16,6 +16,7 @@ from PIL import Image, ImageDraw
 SHAPES = ("circle", "square", "triangle", "cross", "star", "ring")
 SPLIT_IDS = {"train": 0, "validation": 1, "test": 2}
 SUPERSAMPLE = 2  # draw at 2x and downsample the image: smooth edges, crisp masks
+STYLES = ("silhouette", "scene")  # generative tasks learn the mask (white on black) or the rendered image
 
 
 @dataclass(frozen=True)

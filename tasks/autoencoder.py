@@ -5,13 +5,16 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import keras
 import numpy as np
 
-from keras_models import autoencoder
-from pipelines import Data, generative
+from pipelines import Data
 from tasks import generative_common as common
 from tasks.base import Task, register
+from tasks.lazy import lazy_module
+
+keras = lazy_module("keras")
+autoencoder = lazy_module("keras_models.autoencoder")
+generative = lazy_module("pipelines.generative")
 
 
 @dataclass(frozen=True)

@@ -6,19 +6,22 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import keras
 import numpy as np
 
 from errors import DataError, UserError
-from keras_models import classifier
 from pipelines import Data, DataInfo, parse_data_spec
+from pipelines import files, shapes
 from pipelines import splits as split_rules
 from pipelines.labels import check_label_set
-from pipelines import files, images as image_ops, shapes
 from tasks import visuals
 from tasks.base import Task, TrainConfig, register
+from tasks.lazy import lazy_module
 
-MODELS = {"cnn": classifier.small_cnn, "resnet": classifier.small_resnet}
+keras = lazy_module("keras")
+classifier = lazy_module("keras_models.classifier")
+image_ops = lazy_module("pipelines.images")
+
+MODELS = {"cnn": "small_cnn", "resnet": "small_resnet"}  # builders in keras_models.classifier
 
 
 @dataclass(frozen=True)
@@ -141,7 +144,7 @@ def build_datasets(cfg: ClassificationConfig) -> Data:
 
 
 def build_model(cfg: ClassificationConfig, info: DataInfo) -> keras.Model:
-    return MODELS[cfg.model](info.input_shape, info.num_classes, width=cfg.width, dropout=cfg.dropout)
+    return getattr(classifier, MODELS[cfg.model])(info.input_shape, info.num_classes, width=cfg.width, dropout=cfg.dropout)
 
 
 def loss(cfg, info):

@@ -14,19 +14,21 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import keras
 import numpy as np
 from PIL import Image, ImageDraw
 
 from errors import DataError, UserError
-from keras_models import detector
 from pipelines import Data, DataInfo, files, parse_data_spec, shapes
 from pipelines import splits as split_rules
-from pipelines import detection as det_data
 from tasks import visuals
 from tasks.base import SplitMetrics, Task, TrainConfig, register
+from tasks.lazy import lazy_module
 
-MODELS = {"centernet": detector.centernet}
+keras = lazy_module("keras")
+detector = lazy_module("keras_models.detector")
+det_data = lazy_module("pipelines.detection")
+
+MODELS = {"centernet": "centernet"}  # builders in keras_models.detector
 FORMATS = ("auto", "csv", "yolo", "voc")
 TFDS_MAX_BOXES = 50  # VOC 2007 images hold at most 42 objects
 
@@ -191,7 +193,7 @@ def build_datasets(cfg: DetectionConfig) -> Data:
 
 
 def build_model(cfg: DetectionConfig, info: DataInfo) -> keras.Model:
-    return MODELS[cfg.model](info.input_shape, info.num_classes, width=cfg.width, stride=cfg.stride)
+    return getattr(detector, MODELS[cfg.model])(info.input_shape, info.num_classes, width=cfg.width, stride=cfg.stride)
 
 
 def loss(cfg: DetectionConfig, info: DataInfo):

@@ -5,14 +5,17 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import keras
 import numpy as np
 
-from keras_models import gan as gan_models
 from errors import UserError
-from pipelines import Data, generative
+from pipelines import Data
 from tasks import generative_common as common
 from tasks.base import Task, register
+from tasks.lazy import lazy_module
+
+keras = lazy_module("keras")
+gan_models = lazy_module("keras_models.gan")
+generative = lazy_module("pipelines.generative")
 
 
 @dataclass(frozen=True)

@@ -9,9 +9,12 @@ import numpy as np
 from PIL import Image
 
 from errors import UserError
-from pipelines import DataInfo, files, generative, parse_data_spec
+from pipelines import DataInfo, files, parse_data_spec, shapes
 from tasks import visuals
 from tasks.base import TrainConfig
+from tasks.lazy import lazy_module
+
+generative = lazy_module("pipelines.generative")
 
 
 @dataclass(frozen=True)
@@ -22,7 +25,7 @@ class ImageGenConfig(TrainConfig):
     num_val: int = field(default=500, metadata={"help": "generated validation images (embedded data)"})
     num_test: int = field(default=500, metadata={"help": "generated test images (embedded data; 0 = no test split)"})
     shapes_style: str = field(default="silhouette", metadata={
-        "choices": generative.STYLES, "help": "embedded data: silhouette (white shape on black) | scene (rendered image)"})
+        "choices": shapes.STYLES, "help": "embedded data: silhouette (white shape on black) | scene (rendered image)"})
     shapes_centered: bool = field(default=False, metadata={
         "help": "embedded data: true = upright shapes in the image centre, like MNIST digits; "
                 "false = random position and rotation"})

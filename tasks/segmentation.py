@@ -7,21 +7,22 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import keras
 import numpy as np
 from PIL import Image
 
 from errors import DataError, UserError
-from keras_models import unet
-from keras_models.unet import ce_dice_loss, dice_loss  # noqa: F401  (tests and callers import them from here)
 from pipelines import Data, DataInfo, parse_data_spec
 from pipelines import splits as split_rules
 from pipelines import files, shapes
-from pipelines import segmentation as seg
 from tasks import visuals
 from tasks.base import Task, TrainConfig, register
+from tasks.lazy import lazy_module
 
-MODELS = {"unet": unet.unet, "unet_light": unet.unet_light}
+keras = lazy_module("keras")
+unet = lazy_module("keras_models.unet")
+seg = lazy_module("pipelines.segmentation")
+
+MODELS = {"unet": "unet", "unet_light": "unet_light"}  # builders in keras_models.unet
 DEFAULT_SIZE = {"embedded": 64, "tfds": 128, "path": 128}
 
 
@@ -143,7 +144,7 @@ def build_model(cfg: SegmentationConfig, info: DataInfo) -> keras.Model:
     if info.input_shape[0] % 2**cfg.depth or info.input_shape[1] % 2**cfg.depth:
         raise UserError(f"--set depth={cfg.depth}: input {info.input_shape[:2]} is not divisible by {2**cfg.depth}")
     kwargs = dict(depth=cfg.depth, filters=cfg.filters, dropout=cfg.dropout, batch_norm=cfg.batch_norm)
-    return MODELS[cfg.model](tuple(info.input_shape), info.num_classes, **kwargs)
+    return getattr(unet, MODELS[cfg.model])(tuple(info.input_shape), info.num_classes, **kwargs)
 
 
 def loss(cfg, info):

@@ -15,27 +15,31 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import keras
 import numpy as np
-from keras import ops
 from PIL import Image, ImageDraw
 
 from errors import DataError, UserError
-from keras_models import text as text_models
 from pipelines import Data, DataInfo, parse_data_spec
-from pipelines import text as text_data
 from pipelines.data import InputSpec
 from pipelines.labels import check_label_set
 from pipelines.splits import carve_indices, carved_note, find_split_folders
 from tasks.base import Task, TrainConfig, register
+from tasks.lazy import lazy_module
+
+keras = lazy_module("keras")
+ops = lazy_module("keras.ops")
+model_metrics = lazy_module("keras_models.metrics")
+text_models = lazy_module("keras_models.text")
+text_data = lazy_module("pipelines.text")
 
 STANDARDIZE = {"lower_and_strip_punctuation": "lower_and_strip_punctuation", "lower": "lower",
                "strip_punctuation": "strip_punctuation", "none": None}
+MODEL_NAMES = ("cnn", "bilstm", "transformer")  # keys of keras_models.text.MODELS (importing it imports keras)
 
 
 @dataclass(frozen=True)
 class TextClassificationConfig(TrainConfig):
-    model: str = field(default="cnn", metadata={"choices": tuple(text_models.MODELS),
+    model: str = field(default="cnn", metadata={"choices": MODEL_NAMES,
                                                  "help": "cnn | bilstm | transformer"})
     epochs: int = 6
     batch_size: int = 64
@@ -233,63 +237,18 @@ def loss(cfg, info):
     return keras.losses.SparseCategoricalCrossentropy(from_logits=True)
 
 
-def _one_hot(y_true, num_classes):
-    return ops.one_hot(ops.reshape(ops.cast(y_true, "int32"), (-1,)), num_classes)
-
-
-@keras.saving.register_keras_serializable(package="keras_baselines")
-class SparseF1Score(keras.metrics.F1Score):
-    """F1 from integer labels and logits (keras' F1Score wants one-hot labels and scores)."""
-
-    def __init__(self, num_classes, average="macro", name="macro_f1", **kwargs):
-        kwargs.pop("threshold", None)
-        super().__init__(average=average, threshold=None, name=name, **kwargs)  # None: argmax is the prediction
-        self.num_classes = num_classes
-
-    def update_state(self, y_true, y_pred, sample_weight=None):
-        return super().update_state(_one_hot(y_true, self.num_classes), ops.softmax(y_pred, axis=-1), sample_weight)
-
-    def get_config(self):
-        return {**super().get_config(), "num_classes": self.num_classes}
-
-
-class _SparseTop1ClassMetric:
-    """Mixin: a per-class Precision/Recall fed integer labels and logits (prediction = argmax)."""
-
-    def __init__(self, class_id, num_classes, name=None, **kwargs):
-        kwargs.pop("top_k", None)
-        super().__init__(top_k=1, class_id=class_id, name=name, **kwargs)
-        self.num_classes = num_classes
-
-    def update_state(self, y_true, y_pred, sample_weight=None):
-        return super().update_state(_one_hot(y_true, self.num_classes), y_pred, sample_weight)
-
-    def get_config(self):
-        return {**super().get_config(), "num_classes": self.num_classes}
-
-
-@keras.saving.register_keras_serializable(package="keras_baselines")
-class SparseClassPrecision(_SparseTop1ClassMetric, keras.metrics.Precision):
-    """Precision of one class, the prediction being the argmax (top-1) of the logits."""
-
-
-@keras.saving.register_keras_serializable(package="keras_baselines")
-class SparseClassRecall(_SparseTop1ClassMetric, keras.metrics.Recall):
-    """Recall of one class, the prediction being the argmax (top-1) of the logits."""
-
-
 def metric_name(class_name: str) -> str:
     return re.sub(r"\W+", "_", str(class_name)).strip("_") or "class"
 
 
 def metrics(cfg, info):
     k = info.num_classes
-    out = [keras.metrics.SparseCategoricalAccuracy(name="accuracy"), SparseF1Score(k, name="macro_f1")]
+    out = [keras.metrics.SparseCategoricalAccuracy(name="accuracy"), model_metrics.SparseF1Score(k, name="macro_f1")]
     if cfg.per_class_metrics:
         names = info.class_names or tuple(str(i) for i in range(k))
         for i, name in enumerate(names):
-            out.append(SparseClassPrecision(i, k, name=f"precision_{metric_name(name)}"))
-            out.append(SparseClassRecall(i, k, name=f"recall_{metric_name(name)}"))
+            out.append(model_metrics.SparseClassPrecision(i, k, name=f"precision_{metric_name(name)}"))
+            out.append(model_metrics.SparseClassRecall(i, k, name=f"recall_{metric_name(name)}"))
     return out
 
 

@@ -7,11 +7,14 @@ from pathlib import Path
 
 import numpy as np
 
-from keras_models import vae as vae_models
 from errors import UserError
 from pipelines import Data
 from tasks import generative_common as common
 from tasks.base import Task, register
+from tasks.lazy import lazy_module
+
+keras = lazy_module("keras")
+vae_models = lazy_module("keras_models.vae")
 
 
 @dataclass(frozen=True)

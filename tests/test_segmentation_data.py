@@ -193,7 +193,7 @@ def test_augmentation_moves_image_and_mask_together():
 def test_dice_loss_in_keras_ops():
     import keras
 
-    from tasks.segmentation import ce_dice_loss, dice_loss
+    from keras_models.unet import ce_dice_loss, dice_loss
 
     y = np.array([[[0, 1], [2, 1]]], np.int32)
     perfect = keras.ops.convert_to_tensor(np.eye(3, dtype=np.float32)[y] * 20.0)

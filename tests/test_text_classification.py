@@ -229,7 +229,7 @@ def test_per_class_precision_and_recall_on_a_hand_computed_case():
     """Labels 0,0,1,1,2,2 predicted 0,1,1,1,0,2: class 0 P=1/2 R=1/2; class 1 P=2/3 R=1; class 2 P=1 R=1/2."""
     import numpy as np
 
-    from tasks.text_classification import SparseClassPrecision, SparseClassRecall
+    from keras_models.metrics import SparseClassPrecision, SparseClassRecall
 
     y = np.array([0, 0, 1, 1, 2, 2])
     logits = np.eye(3, dtype="float32")[[0, 1, 1, 1, 0, 2]]

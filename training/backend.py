@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib.metadata
 import os
 import platform
 import sys
+import tempfile
 
 from errors import UserError
 
@@ -16,8 +18,11 @@ def default_backend() -> str:
     return os.environ.get("KERAS_BACKEND") or "tensorflow"
 
 
-def select_backend(name: str) -> str:
-    """Set KERAS_BACKEND, import keras, and fail loudly if keras runs anything else."""
+def select_backend(name: str, verbose: bool = False) -> str:
+    """Set KERAS_BACKEND, import keras, and fail loudly if keras runs anything else.
+
+    Start-up logs are hidden unless `wants_start_up_logs`; later C++ logging follows
+    TF_CPP_MIN_LOG_LEVEL (2, errors only, unless the user set it or `verbose`)."""
     if name not in BACKENDS:
         raise UserError(f"--backend {name!r}: unknown backend; valid backends: {', '.join(BACKENDS)}")
     if "keras" in sys.modules:
@@ -28,16 +33,67 @@ def select_backend(name: str) -> str:
                 "nothing may import keras before cli.py selects the backend"
             )
     os.environ["KERAS_BACKEND"] = name
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    import keras
+    hide = not wants_start_up_logs(verbose)
+    if not verbose:
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    with start_up_logs_hidden(hide):
+        import keras
 
-    if keras.config.backend() != name:
-        raise RuntimeError(f"asked for backend {name!r} but keras runs {keras.config.backend()!r}")
-    if name != "tensorflow":
-        from pipelines.stream import hide_accelerators_from_tf
-
-        hide_accelerators_from_tf()
+        if keras.config.backend() != name:
+            raise RuntimeError(f"asked for backend {name!r} but keras runs {keras.config.backend()!r}")
+        _probe_devices(name)
     return name
+
+
+def wants_start_up_logs(verbose: bool) -> bool:
+    """--verbose, or TF_CPP_MIN_LOG_LEVEL=0 (the user asked TensorFlow for every log line)."""
+    return verbose or os.environ.get("TF_CPP_MIN_LOG_LEVEL") == "0"
+
+
+@contextlib.contextmanager
+def start_up_logs_hidden(hide: bool = True):
+    """Hide what TensorFlow, XLA and JAX write to stderr while they load and probe devices.
+
+    Their C++ start-up lines (`WARNING: All log messages before absl::InitializeLog()`, oneDNN and
+    CUDA probing) are written to file descriptor 2 before absl logging starts, so neither
+    TF_CPP_MIN_LOG_LEVEL nor Python can filter them: fd 2 goes to a temporary file meanwhile. If
+    the block raises, what was captured is written out first, so real errors still reach the user.
+    """
+    if not hide:
+        yield
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as captured:
+        os.dup2(captured.fileno(), 2)
+        failed = True
+        try:
+            yield
+            failed = False
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            if failed:
+                captured.seek(0)
+                sys.stderr.write(captured.read().decode(errors="replace"))
+                sys.stderr.flush()
+
+
+def _probe_devices(name: str) -> None:
+    """Query devices now, while start-up logs are hidden: the first query probes CUDA (cuInit
+    errors on machines without a GPU, JAX's CUDA-jaxlib warnings)."""
+    from pipelines.stream import hide_accelerators_from_tf  # imports TensorFlow (tf.data) on every backend
+
+    hide_accelerators_from_tf()  # before any TensorFlow device is initialised
+    if name == "jax":
+        import jax
+
+        jax.devices()
+    else:
+        import tensorflow as tf
+
+        tf.config.list_physical_devices()
 
 
 def library_versions() -> dict:

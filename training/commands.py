@@ -1,17 +1,23 @@
-"""What each CLI subcommand does, once the backend is set and keras is imported."""
+"""What each CLI subcommand does.
+
+Each command first checks its arguments, finds the task and resolves the config, importing no
+keras, TensorFlow or JAX: `tasks` and every argument or config error answer at once. Only then
+does it call `start()`, which selects the backend and imports keras (see cli.py).
+"""
 
 from __future__ import annotations
 
 import json
 import time
 from pathlib import Path
-
-import keras
+from typing import Callable
 
 from errors import UserError
+from pipelines.data import parse_data_spec
 from tasks.base import all_tasks, describe_config, get_task, resolve_config
 from training import rundir
-from training.loop import fit, load_run_config
+
+Start = Callable[[], str]  # selects the backend, imports keras, returns the backend's name
 
 
 def _table(rows: list[list[str]], header: list[str]) -> str:
@@ -22,7 +28,7 @@ def _table(rows: list[list[str]], header: list[str]) -> str:
     return "\n".join(lines)
 
 
-def cmd_tasks(args) -> int:
+def cmd_tasks(args, start: Start) -> int:
     rows = []
     for task in all_tasks():
         cfg = resolve_config(task)
@@ -50,28 +56,34 @@ def _flags(args) -> dict:
     return flags
 
 
-def cmd_fit(args) -> int:
+def cmd_fit(args, start: Start) -> int:
     if args.resume:
-        return _resume(args)
+        return _resume(args, start)
     if not args.task:
         raise UserError("fit: --task is required (see `python cli.py tasks`)")
     task = get_task(args.task)
     cfg = resolve_config(task, args.preset, _flags(args), args.set)
-    backend = keras.config.backend()
-    run_dir = Path(args.run_dir) if args.run_dir else rundir.default_run_dir(args.log_root, task.name, backend)
+    parse_data_spec(cfg.data)  # a mistyped --data path is answered before the backend starts
     init = Path(args.init_weights) if args.init_weights else None
     if init is not None and not init.is_file():
         raise UserError(f"--init-weights {init}: no such file")
+    backend = start()
+    from training.loop import fit
+
+    run_dir = Path(args.run_dir) if args.run_dir else rundir.default_run_dir(args.log_root, task.name, backend)
     print(f"fit {task.name} on {backend} (jit_compile={cfg.jit_compile}) -> {run_dir}", flush=True)
     result = fit(task, cfg, run_dir, initial_weights=init, verbose=2 if args.quiet else "auto")
     _print_outcome(result.run_dir, result.metrics)
     return 0
 
 
-def _resume(args) -> int:
+def _resume(args, start: Start) -> int:
     run_dir = rundir.require_run(Path(args.resume))
     saved = rundir.read_json(run_dir / rundir.CONFIG)
     task = get_task(args.task or saved["task"])
+    backend = start()
+    from training.loop import fit, load_run_config
+
     cfg, _ = load_run_config(task, run_dir)
     asked = resolve_config(task, args.preset, _flags(args), args.set) if (args.preset or args.set or _flags(args)) else None
     if asked is not None:
@@ -88,7 +100,7 @@ def _resume(args) -> int:
         print(f"{run_dir}: already finished all {cfg.epochs} epochs")
         _print_outcome(run_dir, rundir.read_json(run_dir / rundir.METRICS))
         return 0
-    print(f"resume {task.name} on {keras.config.backend()} from step {latest['global_step']} "
+    print(f"resume {task.name} on {backend} from step {latest['global_step']} "
           f"(epoch {latest['epoch'] + 1}/{cfg.epochs}) -> {run_dir}", flush=True)
     result = fit(task, cfg, run_dir, resume=True, verbose=2 if args.quiet else "auto")
     _print_outcome(result.run_dir, result.metrics)
@@ -128,10 +140,13 @@ def _task_of_run(args):
     return get_task(saved["task"]), run_dir
 
 
-def cmd_evaluate(args) -> int:
+def cmd_evaluate(args, start: Start) -> int:
+    task, run_dir = _task_of_run(args)
+    if args.data:
+        parse_data_spec(args.data)
+    start()
     from training.inference import evaluate
 
-    task, run_dir = _task_of_run(args)
     out = evaluate(task, run_dir, split=args.split, which=args.checkpoint, data=args.data)
     used = out["examples"]
     parts = ", ".join(f"{k} {v}" for k, v in used.get("parts", {}).items())
@@ -143,9 +158,7 @@ def cmd_evaluate(args) -> int:
     return 0
 
 
-def cmd_predict(args) -> int:
-    from training.inference import predict
-
+def cmd_predict(args, start: Start) -> int:
     task, run_dir = _task_of_run(args)
     inputs = list(args.inputs)
     if args.input:
@@ -155,6 +168,9 @@ def cmd_predict(args) -> int:
             raise UserError(f"--input {args.input}: cannot read ({exc.__class__.__name__})") from None
     if args.num_samples < 1:
         raise UserError(f"--num-samples {args.num_samples}: expected a positive int")
+    start()
+    from training.inference import predict
+
     rows, out_dir = predict(task, run_dir, inputs, out_dir=args.out, which=args.checkpoint,
                             options={"num_samples": args.num_samples})
     for row in rows:
@@ -163,8 +179,11 @@ def cmd_predict(args) -> int:
     return 0
 
 
-def cmd_tensorboard(args) -> int:
-    from tensorboard import program
+def cmd_tensorboard(args, start: Start) -> int:
+    from training.backend import start_up_logs_hidden, wants_start_up_logs
+
+    with start_up_logs_hidden(not wants_start_up_logs(args.verbose)):  # tensorboard imports TensorFlow
+        from tensorboard import program
 
     Path(args.logdir).mkdir(parents=True, exist_ok=True)
     tb = program.TensorBoard()
@@ -187,11 +206,11 @@ def _fit_args(args) -> list[str]:
             out += [flag, str(value)]
     for pair in args.set:
         out += ["--set", pair]
-    return out
+    return out + (["--verbose"] if args.verbose else [])
 
 
-def cmd_compare(args) -> int:
-    from training.compare import compare, parse_variants
+def cmd_compare(args, start: Start) -> int:
+    from training.compare import compare, parse_variants  # imports no keras until compare() runs
 
     if not args.task:
         raise UserError("compare: --task is required (see `python cli.py tasks`)")
@@ -201,6 +220,7 @@ def cmd_compare(args) -> int:
     cfg = resolve_config(task, args.preset, _flags(args), args.set)  # validates everything up front
     variants = parse_variants(args.backends, args.jit)
     out = Path(args.out) if args.out else Path(args.log_root) / "compare" / task.name / time.strftime("%Y%m%d-%H%M%S")
+    start()  # this process builds the initial weights every run starts from
     report = compare(task, cfg, _fit_args(args), variants, out)
     failed = [r["name"] for r in report["runs"] if r.get("status") != "ok"]
     return 1 if failed and len(failed) == len(report["runs"]) else 0

@@ -20,7 +20,6 @@ from pathlib import Path
 from errors import UserError
 from training import backend as backend_mod
 from training import rundir
-from training.loop import STEPS, build_compiled_model, build_data, prepare_model
 
 INITIAL_LOSS_RTOL = 1e-3  # float32 forward passes on two backends agree far better than this
 CLI = Path(__file__).resolve().parents[1] / "cli.py"
@@ -52,6 +51,8 @@ def parse_variants(backends: str, jit: str) -> list[Variant]:
 
 def save_initial_weights(task, cfg, path: Path) -> None:
     """Build the model once (this process's backend) and save its weights for every run."""
+    from training.loop import build_compiled_model, build_data, prepare_model  # keras: only once variants are valid
+
     data = build_data(task, cfg)
     model = build_compiled_model(task, cfg, data.info, total_steps=1)
     prepare_model(task, model, data, cfg)  # e.g. the GAN's score network: one for every run
@@ -134,6 +135,8 @@ def plot(rows: list[dict], path: Path) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+
+    from training.loop import STEPS
 
     ok = [r for r in rows if r.get("status") == "ok"]
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 4.5))
