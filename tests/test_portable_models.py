@@ -52,10 +52,9 @@ def test_every_task_model_reloads_and_predicts_the_same(fitted, tmp_path, target
     """One fresh process per backend loads every task's model.keras with keras.saving.load_model."""
     backend = BACKEND if target == "same" else OTHER[BACKEND]
     start = time.perf_counter()
-    # compile=False: text-classification's compile config names metrics defined in tasks/, not yet in
-    # keras_models (they are moving there); predictions need only the architecture and weights.
+    # The default compile=True: the compile config (losses, metrics, optimizer) must load too.
     reloaded = portable.predict_in_fresh_process(
-        {name: (path, inputs) for name, (path, inputs, _) in fitted.items()}, backend, tmp_path, compile=False)
+        {name: (path, inputs) for name, (path, inputs, _) in fitted.items()}, backend, tmp_path)
     print(f"\nreload on {backend} (trained on {BACKEND}): {time.perf_counter() - start:.1f}s {reloaded.timings}")
     diffs = {name: portable.max_abs_difference(expected, reloaded.predictions[name])
              for name, (_, _, expected) in fitted.items()}
