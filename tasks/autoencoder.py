@@ -92,5 +92,6 @@ register(Task(
     },
     visualize=visualize,
     predict_outputs=predict_outputs,
+    sample_inputs=common.sample_inputs,
     best_metric="val_psnr",
 ))

@@ -72,6 +72,17 @@ def save_png(image: np.ndarray, path: Path) -> Path:
     return path
 
 
+def sample_inputs(cfg: ImageGenConfig, info: DataInfo, out_dir: Path, n: int) -> list[str]:
+    """n images of the embedded generator's test stream saved as sample-<i>.png (predict's inputs)."""
+    size, channels = info.input_shape[0], info.input_shape[-1]
+    images = generative.generated(size, channels, 1, 1, cfg.seed, cfg.shapes_style, cfg.shapes_centered, num_test=n)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for i, image in enumerate(images.test.as_numpy_iterator()):
+        paths.append(str(save_png(visuals.to_uint8(image[None])[0], out_dir / f"sample-{i}.png")))
+    return paths
+
+
 def load_inputs(inputs: list[str], info: DataInfo) -> tuple[list[Path], np.ndarray]:
     """Images named on the command line, resized to the model's input, floats in [0, 1]."""
     paths = files.require_files(inputs)

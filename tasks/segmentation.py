@@ -149,9 +149,9 @@ def build_model(cfg: SegmentationConfig, info: DataInfo) -> keras.Model:
 
 def loss(cfg, info):
     if cfg.loss == "dice":
-        return dice_loss
+        return unet.dice_loss
     if cfg.loss == "ce_dice":
-        return ce_dice_loss
+        return unet.ce_dice_loss
     return keras.losses.SparseCategoricalCrossentropy(from_logits=True)
 
 

@@ -65,6 +65,7 @@ class TextClassificationConfig(TrainConfig):
         "help": "allowed labels in class order (default: sorted labels of the training data)"})
     num_train: int = field(default=4000, metadata={"help": "generated training sentences (embedded data)"})
     num_val: int = field(default=1000, metadata={"help": "generated validation sentences (embedded data)"})
+    num_test: int = field(default=1000, metadata={"help": "generated test sentences (embedded data; 0 = no test split)"})
     per_class_metrics: bool = field(default=True, metadata={"help": "report precision/recall per class"})
 
 
@@ -91,6 +92,10 @@ def _generated(cfg, spec, fitted) -> _Raw:
     splits = {"train": (text_data.from_lists(tr_texts, tr_labels), cfg.num_train),
               "validation": (text_data.from_lists(va_texts, va_labels), cfg.num_val)}
     origins = {"train": f"generated (seed {cfg.seed})", "validation": f"generated (seed {cfg.seed}, own stream)"}
+    if cfg.num_test:
+        te_texts, te_labels = text_data.generated_sentiment(cfg.num_test, cfg.seed, "test")
+        splits["test"] = (text_data.from_lists(te_texts, te_labels), cfg.num_test)
+        origins["test"] = f"generated (seed {cfg.seed}, own stream)"
     return _Raw(splits, text_data.SENTIMENT_CLASSES, "generated sentiment (3 classes)", origins)
 
 
@@ -315,6 +320,11 @@ def visualize(model, batch, info: DataInfo, cfg) -> dict:
             "misclassified": misclassified_table(x, y, pred, probs, names, vocabulary_of(info))}
 
 
+def sample_inputs(cfg, info: DataInfo, out_dir: Path, n: int) -> list[str]:
+    """n sentences of the embedded generator's test stream (predict takes raw texts)."""
+    return list(text_data.generated_sentiment(n, cfg.seed, "test")[0])
+
+
 def predict_outputs(model, inputs: list[str], out_dir: Path, cfg, info: DataInfo, options: dict) -> list[dict]:
     """Label and class probabilities per raw text; also written to predictions.json."""
     texts = [t for t in inputs if t.strip()]
@@ -344,7 +354,7 @@ register(Task(
     metrics=metrics,
     default_data="generated 3-class review sentiment (negation, 'but' contrasts, noise words)",
     presets={
-        "debug": {"epochs": 1, "num_train": 256, "num_val": 64, "batch_size": 32, "vocab_size": 500,
+        "debug": {"epochs": 1, "num_train": 256, "num_val": 64, "num_test": 32, "batch_size": 32, "vocab_size": 500,
                   "sequence_length": 24, "embedding_dim": 16, "hidden": 16, "log_every_steps": 2,
                   "warmup_steps": 0},
         "sst2": {"model": "bilstm", "epochs": 4, "sequence_length": 48, "vocab_size": 16000,
@@ -353,5 +363,6 @@ register(Task(
     visualize=visualize,
     visualize_examples=512,
     predict_outputs=predict_outputs,
+    sample_inputs=sample_inputs,
     best_metric="val_accuracy",
 ))

@@ -1,5 +1,9 @@
-"""Every registered task's model.keras reloads in a fresh process, on both backends, and predicts
-what the trained model predicted (issue 12, item 4). A new task is covered without writing a test."""
+"""The contract every registered task keeps, checked over the registry (a new task gets it free):
+a tiny fit writes the run-directory contract, model.keras reloads in a fresh process on both
+backends and predicts what the trained model predicted, evaluate runs on validation and test, and
+predict answers a few inputs. One tiny fit per task, shared by every check."""
+
+import json
 
 import time
 
@@ -61,6 +65,55 @@ def test_every_task_model_reloads_and_predicts_the_same(fitted, tmp_path, target
     assert set(diffs) == {t.name for t in all_tasks()}
     bad = {name: d for name, d in diffs.items() if not d <= TOLERANCE}
     assert not bad, f"trained on {BACKEND}, reloaded on {backend}: max abs differences {diffs}"
+
+
+RUN_FILES = ("config.json", "metrics.json", "history.json", "data_info.json", "model.keras", "steps.json",
+             "checkpoints/latest.json", "checkpoints/best.weights.h5")
+
+
+def test_every_task_writes_the_run_directory_contract(fitted):
+    for name, (model_path, _, _) in fitted.items():
+        run_dir = model_path.parent
+        missing = [f for f in RUN_FILES if not (run_dir / f).is_file()]
+        assert not missing, f"{name}: run directory lacks {missing}"
+        assert any((run_dir / "train").iterdir()) and any((run_dir / "validation").iterdir()), name  # TensorBoard
+        metrics = json.loads((run_dir / "metrics.json").read_text())
+        assert metrics["task"] == name and metrics["backend"] == BACKEND and metrics["validation"], name
+        assert metrics["best"]["direction"] in ("up", "down") and metrics["best"]["epoch"] == 1, name
+        info = json.loads((run_dir / "data_info.json").read_text())
+        assert info["inputs"] and all("shape" in spec and "dtype" in spec for spec in info["inputs"].values()), name
+        # The debug presets generate a test split: it is reported once, from the best checkpoint.
+        assert info["num_test"] > 0 and metrics["test"]["checkpoint"] == "best", name
+        assert metrics["test"]["examples"] == info["num_test"], name
+
+
+def test_every_task_evaluates_on_validation_and_test(fitted):
+    from tasks.base import get_task
+    from training.inference import evaluate
+
+    for name, (model_path, _, _) in fitted.items():
+        run_dir, task = model_path.parent, get_task(name)
+        saved = json.loads((run_dir / "metrics.json").read_text())
+        val = evaluate(task, run_dir, split="validation", which="final", report=lambda text: None)
+        test = evaluate(task, run_dir, split="test", which="best", report=lambda text: None)
+        assert val["examples"]["count"] == saved["splits"]["validation"], name
+        assert test["examples"]["count"] == saved["splits"]["test"], name
+        assert test["metrics"]["loss"] == pytest.approx(saved["test"]["loss"], rel=1e-4, abs=1e-5), name
+        assert (run_dir / "eval-test.json").is_file(), name
+
+
+def test_every_task_predicts_on_a_few_inputs(fitted, tmp_path):
+    from tasks.base import get_task
+    from training.inference import predict
+
+    for name, (model_path, _, _) in fitted.items():
+        task = get_task(name)
+        rows, out_dir = predict(task, model_path.parent, [], out_dir=tmp_path / name, options={"num_samples": 3})
+        assert rows and all(isinstance(r, dict) for r in rows), name
+        json.dumps(rows)  # printed as JSON lines
+        if task.sample_inputs is not None and (tmp_path / name / "inputs").exists() or name == "text-classification":
+            assert len(rows) == 3, f"{name}: one row per input expected, got {len(rows)}"
+        assert any(out_dir.iterdir()), f"{name}: predict wrote nothing under {out_dir}"
 
 
 def test_max_abs_difference_sees_a_difference():
