@@ -22,7 +22,7 @@ def small_cnn(input_shape, num_classes, width=32, dropout=0.2, name="small_cnn")
         x = layers.MaxPooling2D()(x) if i < 2 else x
     x = layers.GlobalAveragePooling2D()(x)
     x = layers.Dropout(dropout)(x)
-    outputs = layers.Dense(num_classes, name="logits")(x)
+    outputs = layers.Dense(num_classes, name="logits", dtype="float32")(x)  # float32 logits under mixed precision
     return keras.Model(inputs, outputs, name=name)
 
 
@@ -48,5 +48,5 @@ def small_resnet(input_shape, num_classes, width=32, blocks_per_stage=(1, 1, 1),
             x = residual_block(x, width * 2**stage, strides)
     x = layers.GlobalAveragePooling2D()(x)
     x = layers.Dropout(dropout)(x)
-    outputs = layers.Dense(num_classes, name="logits")(x)
+    outputs = layers.Dense(num_classes, name="logits", dtype="float32")(x)  # float32 logits under mixed precision
     return keras.Model(inputs, outputs, name=name)

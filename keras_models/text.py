@@ -55,7 +55,7 @@ def bilstm(vocab_size, sequence_length, num_classes, *, embedding_dim=64, hidden
         last = i == num_layers - 1
         x = layers.Bidirectional(layers.LSTM(hidden, return_sequences=not last))(x)
     x = layers.Dropout(dropout)(x)
-    outputs = layers.Dense(num_classes, name="logits")(x)
+    outputs = layers.Dense(num_classes, name="logits", dtype="float32")(x)  # float32 logits under mixed precision
     return keras.Model(inputs, outputs, name=name)
 
 
@@ -73,7 +73,7 @@ def transformer(vocab_size, sequence_length, num_classes, *, embedding_dim=64, h
         x = keras_hub.layers.TransformerEncoder(intermediate_dim=hidden, num_heads=num_heads, dropout=encoder_dropout)(x)
     x = MaskedMeanPooling1D()(x)  # uses the padding mask carried from the embedding
     x = layers.Dropout(dropout)(x)
-    outputs = layers.Dense(num_classes, name="logits")(x)
+    outputs = layers.Dense(num_classes, name="logits", dtype="float32")(x)  # float32 logits under mixed precision
     return keras.Model(inputs, outputs, name=name)
 
 
@@ -87,7 +87,7 @@ def cnn(vocab_size, sequence_length, num_classes, *, embedding_dim=64, hidden=64
               for k in kernel_sizes]
     x = layers.Concatenate()(pooled)
     x = layers.Dropout(dropout)(x)
-    outputs = layers.Dense(num_classes, name="logits")(x)
+    outputs = layers.Dense(num_classes, name="logits", dtype="float32")(x)  # float32 logits under mixed precision
     return keras.Model(inputs, outputs, name=name)
 
 

@@ -55,7 +55,7 @@ def unet(input_shape, num_classes, *, depth=3, filters=16, dropout=0.0, batch_no
         x = layers.Concatenate(name=f"skip{d}")([x, skips[d]])
         x = conv_block(x, filters * 2**d, name=f"dec{d}", **block)
 
-    outputs = layers.Conv2D(num_classes, 1, name="logits")(x)
+    outputs = layers.Conv2D(num_classes, 1, name="logits", dtype="float32")(x)  # float32 under mixed precision
     return keras.Model(inputs, outputs, name=name)
 
 

@@ -47,8 +47,10 @@ class TrainConfig:
     clipnorm: float = field(default=0.0, metadata={"help": "clip each gradient to this L2 norm (0 = off)"})
     precision: str = field(default="float32", metadata={
         "choices": ("float32", "mixed_bfloat16", "mixed_float16"),
-        "help": "Keras dtype policy; mixed_float16 adds loss scaling"})
-    steps_per_execution: int = field(default=1, metadata={"help": "train steps per compiled call (callbacks see every Nth step)"})
+        "help": "Keras dtype policy (variables stay float32); mixed_float16 adds loss scaling, whose skipped "
+                "overflow steps do not advance the global step"})
+    steps_per_execution: int = field(default=1, metadata={"help": "train steps per compiled call; must divide the steps per epoch; "
+                                                        "callbacks (logs, NaN check, Ctrl-C) act every Nth step"})
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

@@ -18,12 +18,23 @@ def current_learning_rate(optimizer) -> float:
     return float(keras.ops.convert_to_numpy(optimizer.learning_rate))
 
 
+def steps_per_call(model) -> int:
+    """Train steps between two batch-end callbacks (compile's steps_per_execution)."""
+    return getattr(model, "steps_per_execution", 1) or 1
+
+
+def due(model, step: int, every: int) -> bool:
+    """Whether a multiple of `every` was reached by the last call (which ran steps_per_call steps)."""
+    return step % every < steps_per_call(model)
+
+
 class StepTimer(keras.callbacks.Callback):
     """Times training steps by wall clock between consecutive batch ends (logs are synced).
 
     The first step of the run includes tracing and XLA compilation and is reported alone as
     `compile_s`; the first step of every later epoch follows validation and is skipped. The
-    median of the rest is `step_s`: a full step including waiting for input data.
+    median of the rest is `step_s`: a full step including waiting for input data. With
+    steps_per_execution=N each timed call is divided by N (and compile_s/first_loss cover N steps).
     """
 
     def __init__(self, batch_size: int):
@@ -48,7 +59,7 @@ class StepTimer(keras.callbacks.Callback):
             self.compile_s = now - self._train_start
             self.first_loss = float((logs or {}).get("loss", float("nan")))
         elif self._last is not None:
-            self.step_times.append(now - self._last)
+            self.step_times.append((now - self._last) / steps_per_call(self.model))
         self._last = now
         if logs and "loss" in logs:
             self.losses.append((int(keras.ops.convert_to_numpy(self.model.optimizer.iterations)), float(logs["loss"])))
@@ -93,7 +104,7 @@ class TensorBoardLogger(keras.callbacks.Callback):
 
     def on_train_batch_end(self, batch, logs=None):
         step = self._step()
-        if step % self.every:
+        if not due(self.model, step, self.every):
             return
         values = {f"step/{k}": v for k, v in (logs or {}).items()}
         values["step/learning_rate"] = current_learning_rate(self.model.optimizer)
@@ -175,7 +186,7 @@ class Checkpointer(keras.callbacks.Callback):
             if not self._saved_on_signal:
                 self.save(kind="interrupt")
                 self._saved_on_signal = True
-        elif self.every_steps and self._global_step() % self.every_steps == 0:
+        elif self.every_steps and due(self.model, self._global_step(), self.every_steps):
             self.save(kind="step")
 
     def on_epoch_end(self, epoch, logs=None):
@@ -214,6 +225,33 @@ class Checkpointer(keras.callbacks.Callback):
         for old in ckpts[: max(0, len(ckpts) - self.keep)]:
             if old.name != keep_name:
                 old.unlink(missing_ok=True)
+
+
+class EarlyStopping(keras.callbacks.Callback):
+    """Stops after `patience` recorded epochs without a new best for the Checkpointer's metric.
+
+    Runs right after the Checkpointer and reads what it recorded, so "better" is the Checkpointer's
+    own judgement (and a resumed run counts from the epoch that set the saved best). `stopped` is
+    {"epoch": last epoch run, "best_epoch": epoch of the best (None if none)} or None.
+    """
+
+    def __init__(self, checkpointer: Checkpointer, patience: int, epochs: int):
+        super().__init__()
+        self.checkpointer = checkpointer
+        self.patience = patience
+        self.epochs = epochs  # the run's last epoch: stopping there is not early
+        self.stopped: dict | None = None
+
+    def on_epoch_end(self, epoch, logs=None):
+        history = self.checkpointer.history
+        if not self.patience or epoch + 1 >= self.epochs or not history or history[-1]["epoch"] != epoch + 1:
+            return  # off, the last epoch anyway, or not recorded (diverged or interrupted mid-epoch)
+        best = self.checkpointer.best_epoch
+        if epoch + 1 - (best or 0) >= self.patience:
+            self.stopped = {"epoch": epoch + 1, "best_epoch": best}
+            self.model.stop_training = True
+            print(f"early stopping after epoch {epoch + 1}: no better {self.checkpointer.best_metric} for "
+                  f"{self.patience} epoch(s) (best epoch: {best})", flush=True)
 
 
 class Guard(keras.callbacks.Callback):

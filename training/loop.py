@@ -18,7 +18,7 @@ from pipelines.data import data_info_from_dict
 from tasks.base import Task, config_from_dict
 from training import backend as backend_mod
 from training import rundir
-from training.callbacks import Checkpointer, Guard, SplitMetricsCallback, StepTimer, TensorBoardLogger
+from training.callbacks import Checkpointer, EarlyStopping, Guard, SplitMetricsCallback, StepTimer, TensorBoardLogger
 from training.directions import logged_directions, resolve_best_metric
 
 
@@ -47,7 +47,8 @@ def make_optimizer(cfg, total_steps: int):
         warmup_target=cfg.learning_rate if warmup else None,
         warmup_steps=warmup,
     )
-    return keras.optimizers.AdamW(learning_rate=schedule, weight_decay=cfg.weight_decay)
+    return keras.optimizers.AdamW(learning_rate=schedule, weight_decay=cfg.weight_decay,
+                                  clipnorm=cfg.clipnorm or None)
 
 
 def build_data(task: Task, cfg, saved_info: DataInfo | None = None):
@@ -127,14 +128,17 @@ def build_compiled_model(task: Task, cfg, info: DataInfo, total_steps: int) -> k
 def build_and_compile(task: Task, cfg, info: DataInfo, total_steps: int) -> tuple[keras.Model, list]:
     """The task's model, compiled; also the metric objects it was compiled with (they carry directions)."""
     keras.utils.set_random_seed(cfg.seed)
-    model = task.build_model(cfg, info)
+    model = build_with_precision(task, cfg, info)
     optimizer = make_optimizer(cfg, total_steps)
     metrics = task.metrics(cfg, info) if task.metrics is not None else []
     if task.compile is not None:
         task.compile(model, cfg, info, optimizer)
     else:
         model.compile(optimizer=optimizer, loss=task.loss(cfg, info) if task.loss is not None else None,
-                      metrics=metrics, jit_compile=cfg.jit_compile)
+                      metrics=metrics, jit_compile=cfg.jit_compile, steps_per_execution=cfg.steps_per_execution)
+    if getattr(model, "steps_per_execution", 1) != cfg.steps_per_execution:
+        raise UserError(f"--set steps_per_execution={cfg.steps_per_execution}: task {task.name!r} compiles "
+                        "its own train step and does not support it (use 1)")
     return model, metrics
 
 
@@ -142,6 +146,32 @@ def best_metric_of(task: Task, cfg, model, compiled_metrics: list) -> tuple[str,
     """The validated best metric and whether it is minimised (fails before the first step if unknown)."""
     split = task.split_metrics.directions if task.split_metrics is not None else {}
     return resolve_best_metric(cfg.best_metric or task.best_metric, logged_directions(model, compiled_metrics, split))
+
+
+def build_with_precision(task: Task, cfg, info: DataInfo) -> keras.Model:
+    """Build the model under `cfg.precision`: layers keep the dtype policy they were built with, so
+    the global policy is restored at once (nothing leaks into the next model in this process).
+    Under mixed_float16, compile(auto_scale_loss=True) wraps the optimizer in a LossScaleOptimizer,
+    which only Keras' own train step applies: a model with its own train_step is refused."""
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(cfg.precision)
+    try:
+        model = task.build_model(cfg, info)
+    finally:
+        keras.config.set_dtype_policy(previous)
+    if cfg.precision == "mixed_float16" and type(model).train_step is not keras.Model.train_step:
+        raise UserError(f"--set precision=mixed_float16: task {task.name!r} has its own train step, which "
+                        "does not scale the loss; use mixed_bfloat16 or float32")
+    return model
+
+
+def check_steps_per_execution(cfg, steps_per_epoch: int) -> None:
+    """Keras pulls steps_per_execution batches per call: a remainder would run into the next epoch."""
+    n = cfg.steps_per_execution
+    if steps_per_epoch % n:
+        divisors = [d for d in range(1, steps_per_epoch + 1) if steps_per_epoch % d == 0]
+        raise UserError(f"--set steps_per_execution={n}: must divide the {steps_per_epoch} training steps per "
+                        f"epoch; choose one of {', '.join(map(str, divisors))} (or change batch_size)")
 
 
 def prepare_model(task: Task, model, data, cfg) -> None:
@@ -198,6 +228,7 @@ def fit(task: Task, cfg, run_dir: Path, *, resume: bool = False, initial_weights
     data = build_data(task, cfg)
     info = data.info
     steps = stream.steps_per_epoch(info.num_train, cfg.batch_size)
+    check_steps_per_execution(cfg, steps)
     model, compiled_metrics = build_and_compile(task, cfg, info, steps * cfg.epochs)
     best_metric, minimise = best_metric_of(task, cfg, model, compiled_metrics)
 
@@ -228,7 +259,9 @@ def fit(task: Task, cfg, run_dir: Path, *, resume: bool = False, initial_weights
     # Whole-split metrics run before the Checkpointer and TensorBoard: what they add to the epoch logs
     # (e.g. detection mAP) lands in history.json, metrics.json, TensorBoard and the best checkpoint.
     split = [SplitMetricsCallback(task.split_metrics, data, cfg)] if task.split_metrics is not None else []
-    callbacks = [timer, guard, *split, checkpointer, _tensorboard(task, cfg, data, run_dir, timer, backend, steps)]
+    stopper = EarlyStopping(checkpointer, cfg.patience, cfg.epochs)
+    callbacks = [timer, guard, *split, checkpointer, stopper,
+                 _tensorboard(task, cfg, data, run_dir, timer, backend, steps)]
 
     val = stream.eval_stream(data.val, batch_size=cfg.batch_size, batch=_batcher(data, cfg.batch_size))
     start_epoch = state["epoch"] if state else 0
@@ -267,6 +300,7 @@ def fit(task: Task, cfg, run_dir: Path, *, resume: bool = False, initial_weights
     metrics["splits"] = {"train": info.num_train, "validation": info.num_val, "test": info.num_test,
                          "origin": info.splits}
     metrics["initial_loss"] = initial_loss
+    metrics["early_stopped"] = stopper.stopped
     rundir.write_json(run_dir / rundir.METRICS, metrics)
     rundir.write_json(run_dir / STEPS, {"step_s": timer.step_times, "loss": timer.losses})
     return FitResult(run_dir, metrics, model)
