@@ -53,11 +53,14 @@ def test_patience_stops_when_the_best_metric_cannot_improve(features_run):
 
 
 class _Recorded:
-    """What EarlyStopping reads from the Checkpointer: its metric, best value and history."""
+    """What EarlyStopping reads from the Checkpointer: its metric, best value, best epoch and history
+    (the Checkpointer records the first epoch that reached the best value; equal later values are no
+    improvement)."""
 
     def __init__(self, values, best, metric="val_accuracy"):
         self.best_metric, self.best = metric, best
         self.history = [{"epoch": i + 1, metric: v} for i, v in enumerate(values)]
+        self.best_epoch = next((i + 1 for i, v in enumerate(values) if best is not None and v == best), None)
 
 
 def _stopper(values, best, patience, epochs=10):

@@ -107,7 +107,9 @@ def evaluate_dataset(task: Task, model, data, ds, cfg, report=None) -> dict:
 def evaluate_best_on_test(task: Task, model, data, cfg, run_dir: Path, checkpointer) -> dict:
     """Once, after training: the best-on-validation checkpoint on the test split (final weights restored)."""
     best = run_dir / rundir.CHECKPOINTS / "best.weights.h5"
-    final = [v.numpy() if hasattr(v, "numpy") else keras.ops.convert_to_numpy(v) for v in model.weights]
+    # A weights file carries the optimizer's state too: keep both to put the final state back.
+    variables = list(model.weights) + (list(model.optimizer.variables) if model.optimizer is not None else [])
+    final = [keras.ops.convert_to_numpy(v) for v in variables]
     which = "final"
     if best.exists():
         model.load_weights(best)
@@ -115,7 +117,7 @@ def evaluate_best_on_test(task: Task, model, data, cfg, run_dir: Path, checkpoin
     try:
         metrics = evaluate_dataset(task, model, data, data.test, cfg)
     finally:
-        for var, value in zip(model.weights, final):
+        for var, value in zip(variables, final):
             var.assign(value)
     return {"checkpoint": which, "epoch": checkpointer.best_epoch if which == "best" else None,
             "examples": data.info.num_test, "source": data.info.splits.get("test", "test split"), **metrics}
