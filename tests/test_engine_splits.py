@@ -131,3 +131,32 @@ def test_a_mistyped_best_metric_fails_before_the_first_step(tmp_path):
     with pytest.raises(UserError, match=r"best_metric=val_acuracy: the model does not log it; it logs val_loss, val_accuracy"):
         fit(task, cfg, tmp_path / "run", verbose=0)
     assert not (tmp_path / "run" / "checkpoints").exists() or not any((tmp_path / "run" / "checkpoints").iterdir())
+
+
+# --- failures inside the input pipeline ----------------------------------------------------------
+
+
+def test_an_input_pipeline_failure_during_fit_is_one_line(tmp_path):
+    """A tf.data error raised while training (here: examples that cannot be batched, as empty texts
+    once produced) is the data's fault: a one-line DataError naming --data, not a traceback."""
+    import dataclasses
+
+    import tensorflow as tf
+
+    from errors import DataError
+
+    base = get_task("classification")
+
+    def broken_datasets(cfg):
+        data = base.build_datasets(cfg)
+        shrink = lambda x, y: (tf.cond(y == 0, lambda: x[:4], lambda: x), y)  # noqa: E731  (ragged shapes)
+        data.train = data.train.map(shrink)
+        return data
+
+    task = dataclasses.replace(base, name="broken-classification", build_datasets=broken_datasets)
+    cfg = resolve_config(base, "debug", sets=["num_train=64", "augment=false"])
+    with pytest.raises(DataError) as caught:
+        fit(task, cfg, tmp_path / "run", verbose=0)
+    message = str(caught.value)
+    assert message.startswith("--data embedded: the input pipeline failed: ") and "\n" not in message
+    assert "--debug" in message
