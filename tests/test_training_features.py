@@ -196,3 +196,11 @@ def test_steps_per_execution_must_divide_the_steps_per_epoch(tmp_path):
 def test_steps_per_execution_is_refused_where_a_task_compiles_without_it():
     with pytest.raises(UserError, match="steps_per_execution=2: task 'own-step' compiles its own train step"):
         build_compiled_model(OWN_STEP, _cfg(sets=["steps_per_execution=2"]), None, total_steps=10)
+
+
+def test_resuming_an_early_stopped_run_does_not_train_again(features_run, cli, capsys):
+    result, _ = features_run
+    history = (result.run_dir / "history.json").read_text()
+    assert cli("fit", "--resume", result.run_dir, "--quiet") == 0
+    assert f"already finished (stopped early after epoch {STOP_EPOCH})" in capsys.readouterr().out
+    assert (result.run_dir / "history.json").read_text() == history

@@ -96,9 +96,12 @@ def _resume(args, start: Start) -> int:
     if not (run_dir / rundir.CHECKPOINTS / "latest.json").exists():
         raise UserError(f"--resume {run_dir}: no checkpoint yet (the run stopped before its first checkpoint)")
     latest = rundir.read_json(run_dir / rundir.CHECKPOINTS / "latest.json")
-    if (run_dir / rundir.METRICS).exists() and latest["epoch"] >= cfg.epochs:
-        print(f"{run_dir}: already finished all {cfg.epochs} epochs")
-        _print_outcome(run_dir, rundir.read_json(run_dir / rundir.METRICS))
+    finished = rundir.read_json(run_dir / rundir.METRICS) if (run_dir / rundir.METRICS).exists() else None
+    if finished is not None and (latest["epoch"] >= cfg.epochs or finished.get("early_stopped")):
+        stopped = finished.get("early_stopped")
+        print(f"{run_dir}: already finished "
+              + (f"(stopped early after epoch {stopped['epoch']})" if stopped else f"all {cfg.epochs} epochs"))
+        _print_outcome(run_dir, finished)
         return 0
     print(f"resume {task.name} on {backend} from step {latest['global_step']} "
           f"(epoch {latest['epoch'] + 1}/{cfg.epochs}) -> {run_dir}", flush=True)
