@@ -185,10 +185,3 @@ def three_splits(datasets: dict, counts: dict, val_fraction: float, seed: int, n
         out["test"] = (datasets["test"], counts["test"])
         origin["test"] = "test split"
     return out, origin
-
-
-def train_val_splits(datasets: dict, counts: dict, val_fraction: float = 0.1, seed: int = 0):
-    """TRANSITIONAL (removed once every task reads three splits): train and validation only."""
-    parts, _ = three_splits(datasets, counts, val_fraction, seed)
-    (train, n_train), (val, n_val) = parts["train"], parts["validation"]
-    return train, val, n_train, n_val
