@@ -101,6 +101,5 @@ register(Task(
     },
     visualize=visualize,
     predict_outputs=predict_outputs,
-    sample_inputs=common.sample_inputs,
     best_metric="val_loss",
 ))
