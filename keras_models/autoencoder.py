@@ -3,6 +3,8 @@
 import keras
 from keras import layers
 
+from keras_models.direction import UP, with_direction
+
 
 def upsample(x, filters, mode="resize", kernel=3, **kwargs):
     """Double the spatial size: `resize` = nearest-neighbour upsampling + 3x3 conv (several times
@@ -51,7 +53,7 @@ class PSNR(keras.metrics.MeanMetricWrapper):
     def __init__(self, baseline=0.0, name="psnr", dtype=None):
         super().__init__(self._shifted_psnr, name=name, dtype=dtype)
         self.baseline = float(baseline)
-        self._direction = "up"
+        with_direction(self, UP)
 
     def _shifted_psnr(self, y_true, y_pred):
         return psnr(y_true, y_pred) - self.baseline

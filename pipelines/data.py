@@ -103,6 +103,11 @@ class Data:
     extras: dict = field(default_factory=dict)
     test: Any = None  # tf.data.Dataset or None
 
+    @classmethod
+    def from_splits(cls, datasets: dict, info: DataInfo, **kwargs) -> "Data":
+        """From {"train": ds, "validation": ds, "test"?: ds}, the way every reader builds its splits."""
+        return cls(datasets["train"], datasets["validation"], info, test=datasets.get("test"), **kwargs)
+
     def split(self, name: str):
         ds = {"train": self.train, "validation": self.val, "test": self.test}[name]
         if ds is None:

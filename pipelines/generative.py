@@ -104,7 +104,7 @@ def generated(size: int, channels: int, num_train: int, num_val: int, seed: int,
                         len(spec.classes), "shape class")
     return ImageSet(_from_uint8(train), _from_uint8(val), num_train, num_val,
                     f"generated shapes ({style}, {pose})", labelled, test, num_test,
-                    {s: f"generated ({s} seed stream)" for s in ("train", "validation", "test")[: 3 if num_test else 2]})
+                    {s: split_rules.generated_note(s) for s in ("train", "validation", "test")[: 3 if num_test else 2]})
 
 
 def from_tfds(name: str, size: int, channels: int, val_fraction: float, seed: int = 0) -> ImageSet:

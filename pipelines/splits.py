@@ -28,6 +28,16 @@ def carve_indices(n: int, val_fraction: float, seed: int, name: str) -> tuple[np
     return np.sort(order[:n_train]), np.sort(order[n_train:])
 
 
+def generated_sizes(cfg) -> dict[str, int]:
+    """{split: count} of an embedded generator's splits (num_train, num_val, num_test; 0 = none)."""
+    sizes = {"train": cfg.num_train, "validation": cfg.num_val, "test": cfg.num_test}
+    return {split: n for split, n in sizes.items() if n}
+
+
+def generated_note(split: str) -> str:
+    return f"generated ({split} seed stream)"
+
+
 def carved_note(val_fraction: float, seed: int) -> str:
     return f"carved from train ({val_fraction:.0%}, seed {seed})"
 

@@ -51,12 +51,12 @@ def _generated(cfg: ClassificationConfig, spec) -> Data:
         raise UserError(f"--set classes: expected 2+ of {', '.join(shapes.SHAPES)}, got {cfg.classes}")
     scene = shapes.SceneSpec(size=cfg.image_size, classes=tuple(cfg.classes))
     parts = {split: shapes.generate_arrays(scene, n, cfg.seed, split)
-             for split, n in (("train", cfg.num_train), ("validation", cfg.num_val), ("test", cfg.num_test)) if n}
+             for split, n in split_rules.generated_sizes(cfg).items()}
     info = DataInfo("generated shapes", cfg.num_train, cfg.num_val, (cfg.image_size, cfg.image_size, 3),
                     len(cfg.classes), tuple(cfg.classes), num_test=cfg.num_test,
-                    splits={s: f"generated ({s} seed stream)" for s in parts})
+                    splits={s: split_rules.generated_note(s) for s in parts})
     made = {s: image_ops.from_arrays(a["images"], a["labels"]) for s, a in parts.items()}
-    return Data(made["train"], made["validation"], info, test=made.get("test"))
+    return Data.from_splits(made, info)
 
 
 def _tfds(cfg: ClassificationConfig, spec) -> Data:
@@ -73,7 +73,7 @@ def _tfds(cfg: ClassificationConfig, spec) -> Data:
     info = DataInfo(f"tfds:{spec.value}", parts["train"][1], parts["validation"][1], (*size, channels),
                     features["label"].num_classes, tuple(features["label"].names),
                     num_test=parts["test"][1] if "test" in parts else 0, splits=origin)
-    return Data(made["train"], made["validation"], info, test=made.get("test"))
+    return Data.from_splits(made, info)
 
 
 def _read_images(root: Path, size, class_names=None):
@@ -127,7 +127,7 @@ def _folder(cfg: ClassificationConfig, spec) -> Data:
     n = {s: len(a[1]) for s, a in arrays.items()}
     info = DataInfo(str(root), n["train"], n["validation"], arrays["train"][0].shape[1:], len(names), names,
                     num_test=n.get("test", 0), splits=origin)
-    return Data(made["train"], made["validation"], info, test=made.get("test"))
+    return Data.from_splits(made, info)
 
 
 LOADERS = {"embedded": _generated, "tfds": _tfds, "path": _folder}

@@ -92,10 +92,10 @@ def _generated(cfg: DetectionConfig, spec) -> Data:
                              max_overlap=cfg.max_overlap, max_clutter=3)
     m = cfg.max_boxes or cfg.max_objects
     made = {split: det_data.from_arrays(*det_data.generated(scene, n, cfg.seed, split, m))
-            for split, n in (("train", cfg.num_train), ("validation", cfg.num_val), ("test", cfg.num_test)) if n}
+            for split, n in split_rules.generated_sizes(cfg).items()}
     info = _info("generated shapes scenes", cfg.num_train, cfg.num_val, size, cfg.classes, cfg, m)
-    info.num_test, info.splits = cfg.num_test, {split: f"generated ({split} seed stream)" for split in made}
-    return Data(made["train"], made["validation"], info, test=made.get("test"))
+    info.num_test, info.splits = cfg.num_test, {split: split_rules.generated_note(split) for split in made}
+    return Data.from_splits(made, info)
 
 
 def _tfds(cfg: DetectionConfig, spec) -> Data:
@@ -112,7 +112,7 @@ def _tfds(cfg: DetectionConfig, spec) -> Data:
     info = _info(f"tfds:{spec.value}", parts["train"][1], parts["validation"][1], size, names, cfg, m)
     info.num_test, info.splits = (parts["test"][1] if "test" in parts else 0), origin
     made = {split: det_data.from_tfds(ds, size, m) for split, (ds, _) in parts.items()}
-    return Data(made["train"], made["validation"], info, test=made.get("test"))
+    return Data.from_splits(made, info)
 
 
 def _records(cfg: DetectionConfig, root: Path):
@@ -176,7 +176,7 @@ def _folder(cfg: DetectionConfig, spec) -> Data:
             for split, records in parts.items()}
     info = _info(str(root), len(parts["train"]), len(parts["validation"]), size, names, cfg, m)
     info.num_test, info.splits = len(parts.get("test", [])), origin
-    return Data(made["train"], made["validation"], info, test=made.get("test"))
+    return Data.from_splits(made, info)
 
 
 LOADERS = {"embedded": _generated, "tfds": _tfds, "path": _folder}

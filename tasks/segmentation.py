@@ -71,12 +71,12 @@ def _generated(cfg: SegmentationConfig, spec) -> Data:
     scene = shapes.SceneSpec(size=size[0], classes=tuple(cfg.classes), min_objects=1, max_objects=4,
                              min_scale=0.22, max_scale=0.45, max_clutter=3, max_overlap=0.05)
     parts = {split: shapes.generate_arrays(scene, n, cfg.seed, split)
-             for split, n in (("train", cfg.num_train), ("validation", cfg.num_val), ("test", cfg.num_test)) if n}
+             for split, n in split_rules.generated_sizes(cfg).items()}
     names = ("background", *cfg.classes)
     info = DataInfo("generated shapes scenes", cfg.num_train, cfg.num_val, (*size, 3), len(names), names,
-                    num_test=cfg.num_test, splits={s: f"generated ({s} seed stream)" for s in parts})
+                    num_test=cfg.num_test, splits={s: split_rules.generated_note(s) for s in parts})
     made = {s: seg.from_arrays(a["images"], a["masks"]) for s, a in parts.items()}
-    return Data(made["train"], made["validation"], info, test=made.get("test"))
+    return Data.from_splits(made, info)
 
 
 def _tfds(cfg: SegmentationConfig, spec) -> Data:
@@ -90,7 +90,7 @@ def _tfds(cfg: SegmentationConfig, spec) -> Data:
     made = {split: seg.from_tfds_pets(ds, size) for split, (ds, _) in parts.items()}
     info = DataInfo(f"tfds:{spec.value}", parts["train"][1], parts["validation"][1], (*size, 3), len(seg.PET_CLASSES),
                     seg.PET_CLASSES, num_test=parts["test"][1] if "test" in parts else 0, splits=origin)
-    return Data(made["train"], made["validation"], info, test=made.get("test"))
+    return Data.from_splits(made, info)
 
 
 def _folder(cfg: SegmentationConfig, spec) -> Data:
@@ -119,7 +119,7 @@ def _folder(cfg: SegmentationConfig, spec) -> Data:
     info = DataInfo(str(root), n["train"], n["validation"], images.shape[1:], num_classes, names, extra,
                     num_test=n.get("test", 0), splits=origin)
     made = {split: seg.from_arrays(*a) for split, a in arrays.items()}
-    return Data(made["train"], made["validation"], info, test=made.get("test"))
+    return Data.from_splits(made, info)
 
 
 LOADERS = {"embedded": _generated, "tfds": _tfds, "path": _folder}

@@ -213,7 +213,7 @@ def _finish(cfg, raw: _Raw, fitted: DataInfo | None) -> Data:
         extra={"tokenizer": "keras.layers.TextVectorization", "standardize": cfg.standardize,
                "sequence_length": cfg.sequence_length, "empty_after_standardization": empty},
         num_test=counts.get("test", 0), vocabularies={"tokens": vocab}, splits=raw.origins)
-    return Data(sets["train"], sets["validation"], info, test=sets.get("test"))
+    return Data.from_splits(sets, info)
 
 
 def build_datasets(cfg: TextClassificationConfig) -> Data:

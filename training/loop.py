@@ -343,16 +343,20 @@ def _tensorboard(task, cfg, data, run_dir, timer, backend, steps):
                              visualize=visualize, steps_per_epoch=steps)
 
 
-def _epoch_validation(history: list, epoch) -> dict:
-    row = next((h for h in history if h["epoch"] == epoch), {})
+def _validation_of(row: dict) -> dict:
+    """The validation metrics of one history row, without their val_ prefix."""
     return {k[4:]: v for k, v in row.items() if k.startswith("val_")}
+
+
+def _epoch_validation(history: list, epoch) -> dict:
+    return _validation_of(next((h for h in history if h["epoch"] == epoch), {}))
 
 
 def _final_metrics(task, cfg, backend, checkpointer, timer, wall_start, resumed, state) -> dict:
     history = checkpointer.history
     last = history[-1] if history else {}
     train = {k: v for k, v in last.items() if k not in ("epoch", "step") and not k.startswith("val_")}
-    validation = {k[4:]: v for k, v in last.items() if k.startswith("val_")}
+    validation = _validation_of(last)
     timing = timer.summary()
     timing["wall_s"] = time.perf_counter() - wall_start
     return {
