@@ -148,13 +148,14 @@ def read_ratings_dat(path: Path) -> Interactions:
 def read_csv(path: Path, columns: Columns = Columns(), implicit_only: bool = False) -> Interactions:
     """A delimited file with a header row naming the columns (`.tsv`: tab, else comma).
 
-    `columns.rating` '' reads every row as one interaction (implicit feedback)."""
+    `columns.rating` '' reads every row as one interaction (implicit feedback); a file without the
+    time column reads with no timestamps (a temporal split then says it needs them)."""
     text = _read_text(path, "utf-8")
     delimiter = "\t" if path.suffix.lower() == ".tsv" else ","
     reader = csv.reader(io.StringIO(text), delimiter=delimiter)
     header = [h.strip() for h in next(reader, [])]
     wanted = {"user": columns.user, "item": columns.item, "rating": columns.rating, "time": columns.time}
-    optional = {"rating": implicit_only or not columns.rating, "time": not columns.time}
+    optional = {"rating": implicit_only or not columns.rating, "time": True}  # time: only split=temporal needs it
     position = {}
     for role, name in wanted.items():
         if optional.get(role) and (not name or name not in header):

@@ -98,8 +98,9 @@ def _read_tfds(name: str) -> ratings.Interactions:
     if any(k not in tinfo.features for k in need):
         raise DataError(f"--data tfds:{name}: expected features {', '.join(need)}, has {list(tinfo.features)}")
     cols = {k: [] for k in (*need, "timestamp", "movie_title")}
+    keep = [k for k in cols if k in tinfo.features]
     for ds in datasets.values():
-        for batch in ds.batch(8192).as_numpy_iterator():
+        for batch in ds.map(lambda ex: {k: ex[k] for k in keep}).batch(8192).as_numpy_iterator():
             for k in cols:
                 if k in batch:
                     cols[k].append(batch[k])
@@ -141,7 +142,8 @@ def _load(cfg: RecommendationConfig) -> _Loaded:
         rows = _implicit(rows, cfg.implicit_threshold)
     if cfg.split == "temporal":
         if rows.times is None:
-            raise DataError(f"--data {cfg.data}: split=temporal needs timestamps (set --set time_column=NAME)")
+            raise DataError(f"--data {cfg.data}: split=temporal needs timestamps, and the data has no "
+                            f"{cfg.time_column!r} column (set --set time_column=NAME, or use split=random)")
         parts = ratings.temporal_split(rows.users, rows.times, cfg.val_fraction, cfg.test_fraction)
         how = "per user, latest {:.0%} by time"
     else:
@@ -394,6 +396,8 @@ register(Task(
     presets={
         "debug": {"epochs": 1, "num_users": 60, "num_items": 50, "num_ratings": 1500, "batch_size": 64,
                   "embedding_dim": 8, "hidden": (16, 8), "log_every_steps": 2, "full_ranking_users": 30},
+        # MovieLens ratings, 80/20 random split (5% of all rows carved for validation / early stopping)
+        "movielens": {"test_fraction": 0.2, "val_fraction": 0.05, "l2": 0.1, "epochs": 20, "patience": 3},
         "implicit": {"feedback": "implicit", "best_metric": "val_ndcg_at_k", "epochs": 8},
     },
     split_metrics=SPLIT_METRICS,
