@@ -61,13 +61,13 @@ def generate(num_users: int, num_items: int, num_ratings: int, seed: int, rank: 
     per_user = np.minimum(per_user, num_items // 2)
     users, items = [], []
     for u in range(num_users):
-        logits = 0.8 * popularity + 1.5 * affinity[u]
+        logits = 0.5 * popularity + 2.0 * affinity[u]
         gumbel = logits - np.log(-np.log(rng.uniform(size=num_items)))  # sampling without replacement
         chosen = np.argpartition(-gumbel, per_user[u])[: per_user[u]]
         users.append(np.full(len(chosen), u))
         items.append(chosen)
     users, items = np.concatenate(users), np.concatenate(items)
-    raw = 2.8 + b_u[users] + b_i[items] + affinity[users, items] + rng.normal(0, noise, len(users))
+    raw = 2.6 + b_u[users] + b_i[items] + affinity[users, items] + rng.normal(0, noise, len(users))
     ratings = np.clip(np.round(raw * 2) / 2, 0.5, 5.0).astype(np.float32)
     times = rng.integers(0, 10**8, len(users)).astype(np.int64)
     order = rng.permutation(len(users))

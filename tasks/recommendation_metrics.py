@@ -46,16 +46,22 @@ def hit_rate_and_ndcg(ranks: np.ndarray, k: int) -> dict:
 
 
 def sample_negatives(users: np.ndarray, seen: dict, num_items: int, count: int, seed: int) -> np.ndarray:
-    """(len(users), count) item ids in [1, num_items) that each user has not interacted with (seeded)."""
+    """(len(users), count) item ids in [1, num_items) that each user has not interacted with (seeded).
+
+    Collisions with seen items are redrawn (a user who has seen nearly everything may keep a few)."""
     rng = np.random.default_rng([seed, 99])
+    users = np.asarray(users, np.int64)
     out = rng.integers(1, num_items, (len(users), count))
-    for row, user in enumerate(users):
-        bad = seen.get(int(user), ())
-        if len(bad) >= num_items - 1:
-            continue  # a user who has seen everything keeps random negatives
-        for col in np.flatnonzero(np.isin(out[row], bad)):
-            while out[row, col] in bad:
-                out[row, col] = rng.integers(1, num_items)
+    if not len(users):
+        return out
+    is_seen = np.zeros((max(int(users.max()), max(seen, default=0)) + 1, num_items), bool)
+    for user, items in seen.items():
+        is_seen[user, items] = True
+    for _ in range(100):
+        bad = is_seen[users[:, None], out]
+        if not bad.any():
+            break
+        out[bad] = rng.integers(1, num_items, int(bad.sum()))
     return out
 
 

@@ -128,3 +128,20 @@ def test_ml_latest_small_reads_as_shipped():
     lines = (shared_data("ml-latest-small") / "ratings.csv").read_text().count("\n") + 1
     assert len(rows) == lines - 1 >= 100836 and len(set(rows.users.tolist())) >= 610
     assert rows.titles["1"] == "Toy Story (1995)" and rows.ratings.min() == 0.5
+
+
+IMPLICIT = ["feedback=implicit", "num_users=150", "num_items=120", "num_ratings=9000", "embedding_dim=16", "epochs=3",
+            "batch_size=128", "learning_rate=1e-2", "l2=0.002", "num_negatives=2", "full_ranking_users=150",
+            "best_metric=val_ndcg_at_k", FAST_JIT]
+
+
+def test_implicit_fit_ranks_above_popularity(tmp_path):
+    from training.loop import fit
+
+    task = get_task(TASK)
+    result = fit(task, resolve_config(task, sets=IMPLICIT), tmp_path / "run", verbose=0)
+    val = result.metrics["best"]["validation"]
+    assert val["hr_at_k"] > 1.5 * val["baseline_popularity_hr_at_k"], val
+    assert val["ndcg_at_k"] > 1.5 * val["baseline_popularity_ndcg_at_k"], val
+    assert 0 < val["recall_at_k_full"] <= 1 and 0 < val["ndcg_at_k_full"] <= 1, val
+    assert result.metrics["best"]["metric"] == "val_ndcg_at_k" and result.metrics["best"]["direction"] == "up"
