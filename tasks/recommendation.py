@@ -378,13 +378,31 @@ def _user_row(model, user: str, cfg, info: DataInfo, options: dict) -> dict:
     return row
 
 
+def write_projector(model, info: DataInfo, folder: Path) -> Path:
+    """TensorBoard projector files for the item embeddings (one row per vocabulary item, OOV left out),
+    labelled by item id and title: vectors and metadata as TSV, so no checkpoint is needed."""
+    folder.mkdir(parents=True, exist_ok=True)
+    vectors = keras.ops.convert_to_numpy(model.get_layer("item_embedding").embeddings)[1:]
+    np.savetxt(folder / "item_vectors.tsv", vectors, delimiter="\t", fmt="%.5f")
+    items, titles = info.vocabularies["items"][1:], (info.vocabularies.get("item_titles") or [])[1:]
+    clean = lambda t: str(t).replace("\t", " ").replace("\n", " ")  # noqa: E731
+    lines = ["item\ttitle"] + [f"{clean(i)}\t{clean(titles[k]) if titles else ''}" for k, i in enumerate(items)]
+    (folder / "item_metadata.tsv").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    (folder / "projector_config.pbtxt").write_text(
+        'embeddings {\n  tensor_name: "item_embedding"\n  tensor_path: "item_vectors.tsv"\n'
+        '  metadata_path: "item_metadata.tsv"\n}\n')
+    return folder
+
+
 def predict_outputs(model, inputs: list[str], out_dir: Path, cfg, info: DataInfo, options: dict) -> list[dict]:
-    """Top-k unseen items per user id (or, with --item, the predicted rating); also predictions.json."""
+    """Top-k unseen items per user id (or, with --item, the predicted rating); also predictions.json and
+    the item embeddings for TensorBoard's projector (out_dir/projector)."""
     users = [u.strip() for u in inputs if u.strip()]
     if not users:
         raise UserError("predict: give a user id: --user ID (or user ids as arguments, or --input FILE, one a line)")
     rows = [_user_row(model, u, cfg, info, options) for u in users]
     (out_dir / "predictions.json").write_text(json.dumps(rows, indent=2))
+    write_projector(model, info, out_dir / "projector")
     return rows
 
 

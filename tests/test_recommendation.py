@@ -145,3 +145,17 @@ def test_implicit_fit_ranks_above_popularity(tmp_path):
     assert val["ndcg_at_k"] > 1.5 * val["baseline_popularity_ndcg_at_k"], val
     assert 0 < val["recall_at_k_full"] <= 1 and 0 < val["ndcg_at_k_full"] <= 1, val
     assert result.metrics["best"]["metric"] == "val_ndcg_at_k" and result.metrics["best"]["direction"] == "up"
+
+
+def test_predict_writes_item_embeddings_for_the_projector(explicit_run, tmp_path):
+    from tasks.recommendation import write_projector
+
+    _, _, result = explicit_run
+    from pipelines.data import data_info_from_dict
+
+    info = data_info_from_dict(json.loads((result.run_dir / "data_info.json").read_text()))
+    folder = write_projector(result.model, info, tmp_path / "projector")
+    vectors = np.loadtxt(folder / "item_vectors.tsv", delimiter="\t")
+    meta = (folder / "item_metadata.tsv").read_text().splitlines()
+    assert vectors.shape == (120, 16) and len(meta) == 121 and meta[1] == f"{info.vocabularies['items'][1]}\tItem 1"
+    assert 'tensor_path: "item_vectors.tsv"' in (folder / "projector_config.pbtxt").read_text()
