@@ -111,15 +111,15 @@ def neumf(num_users: int, num_items: int, *, embedding_dim: int = 32, l2: float 
 
 def two_tower(num_users: int, num_items: int, *, embedding_dim: int = 32, l2: float = 0.02, dropout: float = 0.0,
               hidden: tuple = (64, 32), explicit: bool = True, global_mean: float = 0.0, **_) -> keras.Model:
-    """User and item towers (id embedding -> MLP -> vector); the score is their dot product, so all
-    items' vectors can be computed once and searched (retrieval)."""
+    """User and item towers (id embedding -> MLP -> vector); the score is their dot product plus user
+    and item biases, so all items' vectors can be computed once and searched (retrieval)."""
     user, item = _inputs()
     u = _embed(user, num_users, embedding_dim, "user_embedding", l2, dropout)
     v = _embed(item, num_items, embedding_dim, "item_embedding", l2, dropout)
     u = layers.Dense(hidden[-1] if hidden else embedding_dim, name="user_tower_out")(_mlp(u, hidden[:-1], dropout, "user_tower"))
     v = layers.Dense(hidden[-1] if hidden else embedding_dim, name="item_tower_out")(_mlp(v, hidden[:-1], dropout, "item_tower"))
     dot = layers.Dot(axes=1, name="dot")([u, v])
-    parts = [dot, *_biases(user, item, num_users, num_items, l2)] if explicit else [dot]
+    parts = [dot, *_biases(user, item, num_users, num_items, l2)]  # the item bias carries popularity
     return keras.Model({"user": user, "item": item}, _head(parts, explicit, global_mean), name="two_tower")
 
 
