@@ -33,7 +33,6 @@ from training.baselines import mean_baseline, regression_errors
 
 keras = lazy_module("keras")
 recommender = lazy_module("keras_models.recommender")
-direction = lazy_module("keras_models.direction")
 
 MODEL_NAMES = ("mf", "neumf", "two_tower")  # keys of keras_models.recommender.MODELS
 
