@@ -115,6 +115,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="final model.keras, best or last checkpoint (default final)")
     p.add_argument("--input", metavar="FILE", help="read more inputs from FILE, one per line (e.g. texts)")
     p.add_argument("--num-samples", type=int, default=16, help="samples to generate (generative tasks). Example: --num-samples 64")
+    p.add_argument("--user", help="recommendation: a user id to recommend for (same as giving it as an input)")
+    p.add_argument("--item", help="recommendation: predict this item's rating (score) for the user(s) instead of a top-k")
+    p.add_argument("--k", type=int, help="recommendation: how many items to recommend (default: the run's k)")
     p.add_argument("inputs", nargs="*", help="input files (images) or strings, per task")
 
     p = sub.add_parser("tensorboard", help="start TensorBoard on the log root and print its URL")

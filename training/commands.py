@@ -171,11 +171,14 @@ def cmd_predict(args, start: Start) -> int:
             raise UserError(f"--input {args.input}: cannot read ({exc.__class__.__name__})") from None
     if args.num_samples < 1:
         raise UserError(f"--num-samples {args.num_samples}: expected a positive int")
+    if args.k is not None and args.k < 1:
+        raise UserError(f"--k {args.k}: expected a positive int")
+    inputs += [args.user] if args.user else []
     start()
     from training.inference import predict
 
     rows, out_dir = predict(task, run_dir, inputs, out_dir=args.out, which=args.checkpoint,
-                            options={"num_samples": args.num_samples})
+                            options={"num_samples": args.num_samples, "item": args.item, "k": args.k})
     for row in rows:
         print(json.dumps(row))
     print(f"written: {out_dir}")
