@@ -122,44 +122,55 @@ CLASSIFIERS = {"fcn": fcn, "resnet1d": resnet1d, "lstm": _recurrent(layers.LSTM)
 # beyond the training range is extrapolated rather than squashed by saturating units.
 
 
+@keras.saving.register_keras_serializable(package="keras_baselines")
+class WindowLevel(layers.Layer):
+    """The mean of each history window per channel, (B, 1, C): forecasters work relative to it, so a
+    level the training data never reached (a trend) is as easy as one it did."""
+
+    def call(self, history):
+        return ops.mean(history, axis=1, keepdims=True)
+
+
 def _forecast_inputs(input_length, horizon, channels):
     history = keras.Input((input_length, channels), name="history")
     ref = keras.Input((horizon, channels), name="season_ref")
-    flat = layers.Concatenate()([layers.Flatten()(history), layers.Flatten()(ref)])
-    return {"history": history, "season_ref": ref}, history, flat
+    level = WindowLevel(name="level")(history)
+    centred = layers.Subtract()([history, level])
+    flat = layers.Concatenate()([layers.Flatten()(centred), layers.Flatten()(layers.Subtract()([ref, level]))])
+    return {"history": history, "season_ref": ref}, centred, flat, level
 
 
-def _forecast_head(features, flat, horizon, channels, hidden, dropout):
+def _forecast_head(features, flat, level, horizon, channels, hidden, dropout):
     x = layers.Dense(hidden, activation="relu")(features)
     x = layers.Dropout(dropout)(x) if dropout else x
     learned = layers.Dense(horizon * channels)(x)
     linear = layers.Dense(horizon * channels)(flat)
-    out = layers.Add()([learned, linear])
-    return layers.Reshape((horizon, channels), dtype="float32", name="forecast")(out)
+    out = layers.Reshape((horizon, channels))(layers.Add()([learned, linear]))
+    return layers.Add(dtype="float32", name="forecast")([out, level])
 
 
 def dense_forecaster(input_length, horizon, channels, *, hidden=128, dropout=0.0, name="dense", **_):
-    inputs, _, flat = _forecast_inputs(input_length, horizon, channels)
+    inputs, _, flat, level = _forecast_inputs(input_length, horizon, channels)
     x = layers.Dense(hidden, activation="relu")(flat)
-    return keras.Model(inputs, _forecast_head(x, flat, horizon, channels, hidden, dropout), name=name)
+    return keras.Model(inputs, _forecast_head(x, flat, level, horizon, channels, hidden, dropout), name=name)
 
 
 def lstm_forecaster(input_length, horizon, channels, *, hidden=64, num_layers=1, dropout=0.0, name="lstm", **_):
-    inputs, history, flat = _forecast_inputs(input_length, horizon, channels)
+    inputs, history, flat, level = _forecast_inputs(input_length, horizon, channels)
     x = history
     for i in range(num_layers):
         x = layers.LSTM(hidden, return_sequences=i < num_layers - 1)(x)
     x = layers.Concatenate()([x, flat])
-    return keras.Model(inputs, _forecast_head(x, flat, horizon, channels, hidden, dropout), name=name)
+    return keras.Model(inputs, _forecast_head(x, flat, level, horizon, channels, hidden, dropout), name=name)
 
 
 def conv1d_forecaster(input_length, horizon, channels, *, hidden=64, num_layers=2, dropout=0.0, name="conv1d", **_):
-    inputs, history, flat = _forecast_inputs(input_length, horizon, channels)
+    inputs, history, flat, level = _forecast_inputs(input_length, horizon, channels)
     x = history
     for i in range(num_layers):
         x = layers.Conv1D(hidden, 5, padding="causal", dilation_rate=2 ** i, activation="relu")(x)
     x = layers.Concatenate()([layers.Flatten()(layers.Cropping1D((input_length - min(4, input_length), 0))(x)), layers.GlobalAveragePooling1D()(x), flat])
-    return keras.Model(inputs, _forecast_head(x, flat, horizon, channels, hidden, dropout), name=name)
+    return keras.Model(inputs, _forecast_head(x, flat, level, horizon, channels, hidden, dropout), name=name)
 
 
 FORECASTERS = {"lstm": lstm_forecaster, "conv1d": conv1d_forecaster, "dense": dense_forecaster}

@@ -341,9 +341,10 @@ def detect_season(train: np.ndarray, max_lag: int) -> int:
     return int(list(lags)[int(np.argmax(acf))]) if acf else 1
 
 
-def window_starts(begin: int, end: int, input_length: int, horizon: int, stride: int) -> np.ndarray:
-    """Start indices of the target windows lying wholly in [begin, end) whose history starts at >= 0."""
-    first = max(begin, input_length)
+def window_starts(begin: int, end: int, input_length: int, horizon: int, stride: int, season: int) -> np.ndarray:
+    """Start indices of the target windows lying wholly in [begin, end) whose history (and seasonal
+    reference) lies at indices >= 0."""
+    first = max(begin, input_length, season * ((horizon - 1) // season + 1))
     return np.arange(first, end - horizon + 1, max(1, stride))
 
 

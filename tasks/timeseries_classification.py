@@ -224,7 +224,7 @@ register(Task(
         "debug": {"epochs": 1, "num_train": 64, "num_val": 32, "num_test": 16, "length": 32, "width": 8,
                   "batch_size": 16, "num_heads": 2, "log_every_steps": 2, "warmup_steps": 0},
         "ucr": {"model": "fcn", "width": 128, "epochs": 300, "batch_size": 16, "learning_rate": 1e-3,
-                "normalize": "none", "warmup_steps": 0, "dropout": 0.0, "val_fraction": 0.2},
+                "normalize": "none", "warmup_steps": 0, "dropout": 0.0, "val_fraction": 0.2, "best_metric": "val_loss"},
     },
     visualize=visualize,
     visualize_examples=256,
