@@ -52,6 +52,9 @@ class ForecastingConfig(TrainConfig):
     hidden: int = field(default=128, metadata={"positive": True, "help": "units of the hidden layers"})
     num_layers: int = field(default=1, metadata={"positive": True, "help": "LSTM / Conv1D layers"})
     dropout: float = field(default=0.0, metadata={"help": "dropout before the output layer"})
+    transform: str = field(default="none", metadata={
+        "choices": ("none", "log"), "help": "log: model the logarithm (a seasonality that grows with the level "
+                                            "becomes additive); metrics stay in original units"})
     loss: str = field(default="mse", metadata={"choices": ("mse", "mae", "huber"), "help": "training loss (normalised units)"})
     time_column: str = field(default="", metadata={"help": "CSV column of time stamps, oldest first ('' = row order)"})
     target_columns: tuple[str, ...] = field(default=(), metadata={"help": "CSV columns to forecast (default: all but the time column)"})
@@ -107,12 +110,12 @@ def _build(cfg, fitted: DataInfo | None) -> Data:
         stats, season, season_note = extra["stats"], extra["season"], extra["season_source"]
         scale = np.asarray(extra["mase_scale"], np.float64)
     else:
-        stats = series_data.channel_stats(train[None])
+        stats = series_data.channel_stats(forward(train, cfg.transform, cfg.data)[None])
         season, season_note = _season(cfg, spec, train)
         if not 1 <= season < len(train):
             raise DataError(f"--set season={season}: expected 1 to {len(train) - 1} (the training part's length)")
         scale = seasonal_scale(train.astype(np.float64), season)
-    normed = series_data.apply_stats(values, stats)
+    normed = series_data.apply_stats(forward(values, cfg.transform, cfg.data), stats)
     sets, counts, span = {}, {}, {}
     for split, (begin, end) in bounds.items():
         starts = series_data.window_starts(begin, end, cfg.input_length, cfg.horizon, cfg.stride, season)
@@ -130,7 +133,7 @@ def _build(cfg, fitted: DataInfo | None) -> Data:
         extra={"columns": list(table.columns), "stats": stats, "season": int(season), "season_source": season_note,
                "mase_scale": scale.tolist(), "input_length": cfg.input_length, "horizon": cfg.horizon,
                "target_times": span, "time_steps": {s: list(b) for s, b in bounds.items()},
-               "time_unit": str(times.dtype) if times is not None else "row"},
+               "time_unit": str(times.dtype) if times is not None else "row", "transform": cfg.transform},
         num_test=counts.get("test", 0), targets={"forecast": InputSpec((cfg.horizon, channels))},
         splits={s: f"time steps {b[0]}-{b[1] - 1} ({span[s][0]} .. {span[s][1]} targets), in time order"
                 for s, b in bounds.items()})
@@ -139,6 +142,16 @@ def _build(cfg, fitted: DataInfo | None) -> Data:
               f"windows train {counts['train']}, validation {counts['validation']}, test {counts.get('test', 0)}",
               flush=True)
     return Data.from_splits(sets, info)
+
+
+def forward(values: np.ndarray, transform: str, source: str) -> np.ndarray:
+    """The values the model works on: as read, or their logarithm (all must then be positive)."""
+    if transform != "log":
+        return values
+    if (values <= 0).any():
+        raise DataError(f"{source}: --set transform=log needs positive values; line {int(np.argmax((values <= 0).any(1))) + 2} "
+                        "holds one <= 0")
+    return np.log(values).astype(np.float32)
 
 
 def table_source(cfg, spec) -> str:
@@ -174,7 +187,8 @@ def metrics(cfg, info):
 
 def denormalize(x: np.ndarray, info: DataInfo) -> np.ndarray:
     stats = info.extra["stats"]
-    return np.asarray(x, np.float64) * np.asarray(stats["std"]) + np.asarray(stats["mean"])
+    out = np.asarray(x, np.float64) * np.asarray(stats["std"]) + np.asarray(stats["mean"])
+    return np.exp(out) if info.extra.get("transform") == "log" else out
 
 
 def forecasts(model, dataset, cfg, info: DataInfo) -> dict:
@@ -286,7 +300,7 @@ def forecast_table(model, table: series_data.Table, cfg, info: DataInfo, source:
     if len(values) < need:
         raise DataError(f"{source}: {len(values)} rows; the model needs the last {need} (input_length {length}, "
                         f"season {season})")
-    normed = series_data.apply_stats(values, extra["stats"])
+    normed = series_data.apply_stats(forward(values, extra.get("transform", "none"), source), extra["stats"])
     start = len(values)
     padded = np.concatenate([normed, np.zeros((horizon, normed.shape[1]), np.float32)])
     x = {"history": normed[None, start - length:], "season_ref": series_data.season_reference(padded, start, horizon,
@@ -330,8 +344,8 @@ register(Task(
     presets={
         "debug": {"epochs": 1, "series_length": 900, "input_length": 24, "horizon": 6, "hidden": 16,
                   "batch_size": 16, "log_every_steps": 2},
-        "monthly": {"input_length": 24, "horizon": 12, "season": 12, "val_fraction": 0.15, "test_fraction": 0.15,
-                    "batch_size": 8, "epochs": 200, "hidden": 32, "loss": "mae"},
+        "monthly": {"input_length": 24, "horizon": 12, "season": 12, "dropout": 0.3, "val_fraction": 0.15, "test_fraction": 0.15,
+                    "batch_size": 8, "epochs": 200, "hidden": 8, "loss": "mae"},
         "daily": {"input_length": 60, "horizon": 7, "season": 365, "batch_size": 64, "epochs": 30, "hidden": 64,
                   "loss": "mae"},
     },
