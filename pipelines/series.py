@@ -306,8 +306,8 @@ def parse_times(times: list, path: str):
             continue
         bad = np.flatnonzero(parsed[1:] <= parsed[:-1])
         if len(bad):
-            raise DataError(f"{path}: time stamps must increase (oldest first); row {bad[0] + 2} "
-                            f"({times[bad[0] + 1]}) does not follow {times[bad[0]]}")
+            raise DataError(f"{path} line {bad[0] + 3}: time stamps must increase (oldest first); "
+                            f"{times[bad[0] + 1]} does not follow {times[bad[0]]}")
         return parsed
     return None
 

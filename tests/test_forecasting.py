@@ -125,7 +125,7 @@ def test_mase_and_seasonal_scale_match_hand_computed_values():
 @pytest.mark.parametrize("line, sets, expected", [
     ("2001-01-03,x,1", [], "t.csv line 4: column 'level' value 'x' is not a number"),
     ("2001-01-03,1,1", ["target_columns=level,speed"], "target column(s) ['speed'] not in the header"),
-    ("2001-01-01,1,1", [], "time stamps must increase"),
+    ("2001-01-01,1,1", [], "t.csv line 4: time stamps must increase (oldest first); 2001-01-01 does not follow"),
     ("2001-01-03,0,1", ["transform=log"], "t.csv: --set transform=log needs positive values; line 4"),
 ])
 def test_bad_csv_is_a_one_line_error_naming_the_file(tmp_path, line, sets, expected):
