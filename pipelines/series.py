@@ -45,7 +45,7 @@ def _split_values(line: str) -> list[str]:
     return line.split()
 
 
-def _pad_rows(rows: list[np.ndarray], where: list[str], path: Path, hint: str) -> np.ndarray:
+def _pad_rows(rows: list[np.ndarray], where: list[str], hint: str) -> np.ndarray:
     """Stack rows of values; rows of different lengths are accepted only when padded with NaN."""
     width = max(len(r) for r in rows)
     for r, w in zip(rows, where):
@@ -55,7 +55,8 @@ def _pad_rows(rows: list[np.ndarray], where: list[str], path: Path, hint: str) -
 
 
 def _trim_padding(values: np.ndarray) -> np.ndarray:
-    """Trailing NaN are padding; a NaN before the last real value is a gap we refuse (see caller)."""
+    """The values up to the last real one: trailing NaN are padding (a NaN before that is a gap, refused
+    by the caller)."""
     real = np.flatnonzero(~np.isnan(values))
     return values[: real[-1] + 1] if len(real) else values[:0]
 
@@ -66,7 +67,7 @@ def read_ucr(path: Path) -> Sequences:
     for i, line in enumerate(read_text(path).splitlines(), 1):
         if not line.strip():
             continue
-        fields = [f for f in _split_values(line.strip())]
+        fields = _split_values(line.strip())
         loc = f"{path} line {i}"
         if len(fields) < 2:
             raise DataError(f"{loc}: expected a label then the series' values, found {len(fields)} field(s)")
@@ -81,7 +82,7 @@ def read_ucr(path: Path) -> Sequences:
         where.append(loc)
     if not rows:
         raise DataError(f"{path}: no series found (expected one a line: label, then values)")
-    x = _pad_rows(rows, where, path, "pad shorter series with NaN at the end, as the UCR archive does")
+    x = _pad_rows(rows, where, "pad shorter series with NaN at the end, as the UCR archive does")
     return Sequences(x[..., None], labels)
 
 
