@@ -5,4 +5,14 @@ registered with Keras (package "keras_baselines") and a saved `model.keras` load
 `keras.saving.load_model(path)` on either backend.
 """
 
-from keras_models import autoencoder, classifier, detector, direction, gan, metrics, recommender, text, unet, vae  # noqa: F401
+from keras_models import autoencoder  # noqa: F401
+from keras_models import classifier  # noqa: F401
+from keras_models import detector  # noqa: F401
+from keras_models import direction  # noqa: F401
+from keras_models import gan  # noqa: F401
+from keras_models import metrics  # noqa: F401
+from keras_models import recommender  # noqa: F401
+from keras_models import series  # noqa: F401
+from keras_models import text  # noqa: F401
+from keras_models import unet  # noqa: F401
+from keras_models import vae  # noqa: F401

@@ -6,3 +6,5 @@ from tasks import recommendation  # noqa: F401
 from tasks import segmentation  # noqa: F401
 from tasks import text_classification  # noqa: F401
 from tasks import autoencoder, gan, vae  # noqa: F401
+from tasks import timeseries_classification  # noqa: F401
+from tasks import forecasting  # noqa: F401
