@@ -115,7 +115,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="final model.keras, best or last checkpoint (default final)")
     p.add_argument("--input", metavar="FILE", help="read more inputs from FILE, one per line (e.g. texts)")
     p.add_argument("--num-samples", type=int, default=16, help="samples to generate (generative tasks). Example: --num-samples 64")
-    p.add_argument("inputs", nargs="*", help="input files (images) or strings, per task")
+    p.add_argument("--frames", metavar="FOLDER", help="tracking: a folder of video frames to track through. Example: --frames clip/img")
+    p.add_argument("--box", metavar="X,Y,W,H", help="tracking: the object's box in the first frame (pixels, 1-based x,y as in "
+                   "OTB files). Example: --box 205,151,17,50")
+    p.add_argument("inputs", nargs="*", help="input files (images), strings or folders (tracking sequences), per task")
 
     p = sub.add_parser("tensorboard", help="start TensorBoard on the log root and print its URL")
     _common(p)

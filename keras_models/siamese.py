@@ -7,6 +7,7 @@ translation-equivariant, so a displacement of one response cell is `stride` crop
 from __future__ import annotations
 
 import keras
+import numpy as np
 from keras import layers, ops
 
 # (filters, kernel, stride, pool) per conv stage; pool is a 3x3 stride-2 max-pool after the stage.
@@ -54,19 +55,26 @@ def build_backbone(name: str, channels: int = 3) -> keras.Model:
     return keras.Model(inputs, x, name="backbone")
 
 
+def correlation_indices(zh: int, zw: int, xh: int, xw: int) -> np.ndarray:
+    """For each output cell (i, j) and exemplar cell (u, v): the flat index of the pair
+    (exemplar cell (u, v), search cell (i + u, j + v)) in the (zh*zw, xh*xw) similarity matrix."""
+    i, j, u, v = np.meshgrid(np.arange(xh - zh + 1), np.arange(xw - zw + 1), np.arange(zh), np.arange(zw), indexing="ij")
+    return ((u * zw + v) * (xh * xw) + (i + u) * xw + (j + v)).reshape(-1).astype(np.int32)
+
+
 def cross_correlate(z, x):
     """Per-example valid cross-correlation: z (B, h, w, C) slid over x (B, H, W, C) -> (B, H-h+1, W-w+1).
 
-    Written as one depthwise convolution over the batch folded into channels (the grouped-conv trick
-    of SiamFC implementations), so it is one XLA op on either backend.
+    One batched matmul gives every exemplar-cell / search-cell similarity; a constant gather then sums
+    each output cell's h*w diagonal. On CPU this trains ~10x faster than the grouped (depthwise)
+    convolution SiamFC implementations use, whose XLA gradient is slow on both backends. Spatial sizes
+    must be static (they are: crops have fixed sizes).
     """
-    b, zh, zw, c = ops.shape(z)[0], ops.shape(z)[1], ops.shape(z)[2], z.shape[-1]
-    xh, xw = ops.shape(x)[1], ops.shape(x)[2]
-    x = ops.reshape(ops.transpose(x, (1, 2, 0, 3)), (1, xh, xw, -1))  # (1, H, W, B*C)
-    kernel = ops.reshape(ops.transpose(z, (1, 2, 0, 3)), (zh, zw, -1, 1))  # (h, w, B*C, 1)
-    out = ops.depthwise_conv(x, kernel, strides=1, padding="valid")  # (1, H', W', B*C)
-    out = ops.reshape(out, (ops.shape(out)[1], ops.shape(out)[2], b, c))
-    return ops.transpose(ops.sum(out, axis=-1), (2, 0, 1))
+    _, zh, zw, c = z.shape
+    _, xh, xw, _ = x.shape
+    sims = ops.einsum("bpc,bqc->bpq", ops.reshape(z, (-1, zh * zw, c)), ops.reshape(x, (-1, xh * xw, c)))
+    picked = ops.take(ops.reshape(sims, (-1, zh * zw * xh * xw)), correlation_indices(zh, zw, xh, xw), axis=1)
+    return ops.sum(ops.reshape(picked, (-1, xh - zh + 1, xw - zw + 1, zh * zw)), axis=-1)
 
 
 @keras.saving.register_keras_serializable(package="keras_baselines")

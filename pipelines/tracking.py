@@ -116,12 +116,18 @@ def response_label(spec: PairSpec, target_offset):
     return tf.cast(tf.sqrt(dx * dx + dy * dy) <= spec.positive_radius * spec.stride, tf.float32)
 
 
+def pair_frames(source: FrameSource, spec: PairSpec, seq, t, seed):
+    """Flat indices of the pair's two frames: t and t + gap of the same sequence, |gap| <= max_frame_gap
+    (clipped to the sequence), the gap drawn from `seed`."""
+    gap = tf.random.stateless_uniform([], seed, -spec.max_frame_gap, spec.max_frame_gap + 1, tf.int32)
+    t2 = tf.clip_by_value(t + gap, 0, source.lengths[seq] - 1)
+    return source.offsets[seq] + t, source.offsets[seq] + t2
+
+
 def make_pair(source: FrameSource, spec: PairSpec, seq, t, seed, jitter: bool):
     """(inputs, label) for anchor frame t of sequence seq; the second frame and jitter from `seed`."""
     seeds = tf.random.experimental.stateless_split(tf.cast(seed, tf.int64), 5)
-    gap = tf.random.stateless_uniform([], seeds[0], -spec.max_frame_gap, spec.max_frame_gap + 1, tf.int32)
-    t2 = tf.clip_by_value(t + gap, 0, source.lengths[seq] - 1)
-    iz, ix = source.offsets[seq] + t, source.offsets[seq] + t2
+    iz, ix = pair_frames(source, spec, seq, t, seeds[0])
     zbox, xbox = source.boxes[iz], source.boxes[ix]
     exemplar = crop(source.frame(iz), zbox[:2] + zbox[2:] / 2, context_size(zbox, spec.context), spec.exemplar_size)
     side = context_size(xbox, spec.context) * spec.search_size / spec.exemplar_size
@@ -161,6 +167,7 @@ def training_pairs(sequences: list[Sequence], spec: PairSpec):
     seq, t = anchors(sequences)
     ds = tf.data.Dataset.from_tensor_slices(({"sequence": seq, "frame": t}, np.zeros(len(seq), np.float32)))
 
+    @tf.autograph.experimental.do_not_convert  # plain tensor code: nothing for AutoGraph to convert
     def augment(x, _y, seed):
         return make_pair(source, spec, x["sequence"], x["frame"], seed, jitter=True)
 

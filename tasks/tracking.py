@@ -41,7 +41,7 @@ MODEL_NAMES = ("light", "alexnet")  # keys of keras_models.siamese.BACKBONES
 class TrackingConfig(TrainConfig):
     model: str = field(default="light", metadata={"choices": MODEL_NAMES,
                                                    "help": "light (4 convs, stride 4, CPU) | alexnet (SiamFC's, stride 8)"})
-    epochs: int = 6
+    epochs: int = 3
     batch_size: int = 16
     learning_rate: float = 2e-3
     warmup_steps: int = 30
@@ -54,7 +54,7 @@ class TrackingConfig(TrainConfig):
     shift_jitter: float = field(default=8.0, metadata={"help": "training search-crop shift jitter (crop pixels, +-)"})
     colour_jitter: float = field(default=0.1, metadata={"help": "training per-channel gain / brightness jitter (+-)"})
     val_pair_every: int = field(default=4, metadata={"positive": True, "help": "validation/test loss pairs start every N frames"})
-    num_train: int = field(default=150, metadata={"help": "generated training sequences (embedded data)"})
+    num_train: int = field(default=100, metadata={"help": "generated training sequences (embedded data)"})
     num_val: int = field(default=16, metadata={"help": "generated validation sequences (embedded data)"})
     num_test: int = field(default=16, metadata={"help": "generated test sequences (embedded data; 0 = no test split)"})
     train_frames: int = field(default=24, metadata={"positive": True, "help": "frames per generated training sequence"})

@@ -171,11 +171,17 @@ def cmd_predict(args, start: Start) -> int:
             raise UserError(f"--input {args.input}: cannot read ({exc.__class__.__name__})") from None
     if args.num_samples < 1:
         raise UserError(f"--num-samples {args.num_samples}: expected a positive int")
+    options = {"num_samples": args.num_samples}
+    if args.frames:
+        inputs.append(args.frames)
+    if args.box is not None:
+        from pipelines.sequences import parse_box  # numpy only
+
+        options["box"] = parse_box(args.box, "--box").tolist()
     start()
     from training.inference import predict
 
-    rows, out_dir = predict(task, run_dir, inputs, out_dir=args.out, which=args.checkpoint,
-                            options={"num_samples": args.num_samples})
+    rows, out_dir = predict(task, run_dir, inputs, out_dir=args.out, which=args.checkpoint, options=options)
     for row in rows:
         print(json.dumps(row))
     print(f"written: {out_dir}")
