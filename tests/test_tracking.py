@@ -65,7 +65,7 @@ def trained(tmp_path_factory):
     task = get_task("tracking")
     cfg = resolve_config(task, preset="debug", sets=[
         FAST_JIT, "epochs=1", "num_train=40", "train_frames=12", "num_val=4", "eval_frames=16", "frame_size=96",
-        "batch_size=8", "learning_rate=0.003", "warmup_steps=5", "val_pair_every=8"])
+        "batch_size=8", "learning_rate=0.003", "warmup_steps=5", "val_pair_every=8", "num_test=0"])
     run_dir = tmp_path_factory.mktemp("tracking") / "run"
     return fit(task, cfg, run_dir, verbose=0)
 
