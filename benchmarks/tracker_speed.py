@@ -40,12 +40,9 @@ def _model(run_dir: str | None):
 
 
 def _time_tracking(tracker, sequences) -> dict:
-    from tasks.tracking import Frames
-
     compile_s, fps, frames = [], [], 0
     for seq in sequences:
-        frames_ = Frames(seq)
-        cached = [frames_[t] for t in range(len(seq))]  # time the tracker, not JPEG decoding
+        cached = [seq.frame(t) for t in range(len(seq))]  # time the tracker, not JPEG decoding
         start = time.perf_counter()
         result = tracker.track(cached, seq.boxes[0])
         total = time.perf_counter() - start
@@ -69,8 +66,9 @@ def worker(backend: str, run_dir: str | None, n: int, jit: bool) -> list[dict]:
     tracker = tracker_for(model, replace(cfg, jit_compile=jit))
     sets = {"generated 128x128": seqs.generate_sequences(cfg.seed, "test", n, 60, 128)}
     if CROSSING.is_dir():
-        sets[f"OTB Crossing {seqs.read_sequence(CROSSING).frame(0).shape[1]}x{seqs.read_sequence(CROSSING).frame(0).shape[0]}"] = \
-            [seqs.read_sequence(CROSSING)]
+        crossing = seqs.read_sequence(CROSSING)
+        h, w = crossing.frame(0).shape[:2]
+        sets[f"OTB Crossing {w}x{h}"] = [crossing]
     return [{"backend": backend, "jit": jit, "set": name, **_time_tracking(tracker, s)} for name, s in sets.items()]
 
 

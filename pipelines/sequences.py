@@ -36,6 +36,8 @@ class Sequence:
     def frame(self, t: int) -> np.ndarray:
         return self.frames[t] if self.frames is not None else read_frame(self.files[t])
 
+    __getitem__ = frame  # a Sequence is the frame list the tracker walks through
+
 
 def read_frame(path) -> np.ndarray:
     """One frame as (H, W, 3) uint8; an unreadable file is a one-line DataError naming it."""

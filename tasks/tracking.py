@@ -164,23 +164,13 @@ _TRACKERS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
 
 
 def tracker_for(model, cfg: TrackingConfig):
-    """One compiled tracker per model (it shares the model's layers, so it sees new weights)."""
-    if model not in _TRACKERS:
-        _TRACKERS[model] = tracker_mod.Tracker(model, tracker_params(cfg), jit_compile=cfg.jit_compile)
-    return _TRACKERS[model]
-
-
-class Frames:
-    """A sequence's frames as an indexable list (files are read when asked for)."""
-
-    def __init__(self, seq: seqs.Sequence):
-        self.seq = seq
-
-    def __len__(self):
-        return len(self.seq)
-
-    def __getitem__(self, t):
-        return self.seq.frame(t)
+    """One compiled tracker per model and settings: it shares the model's layers, so it sees new
+    weights without compiling again at every epoch."""
+    key = (tracker_params(cfg), cfg.jit_compile)
+    per_model = _TRACKERS.setdefault(model, {})
+    if key not in per_model:
+        per_model[key] = tracker_mod.Tracker(model, key[0], jit_compile=cfg.jit_compile)
+    return per_model[key]
 
 
 def track_split(model, dataset, cfg, info, report) -> dict:
@@ -190,7 +180,7 @@ def track_split(model, dataset, cfg, info, report) -> dict:
     if not sequences:
         raise DataError("tracking metrics: the dataset carries no sequences")
     tracker = tracker_for(model, cfg)
-    results = [tracker.track(Frames(s), s.boxes[0]) for s in sequences]
+    results = [tracker.track(s, s.boxes[0]) for s in sequences]
     scores = otb.otb_scores([r.boxes for r in results], [s.boxes for s in sequences])
     stay = otb.otb_scores([otb.stay_baseline(s.boxes) for s in sequences], [s.boxes for s in sequences])
     fps = [r.fps for r in results if np.isfinite(r.fps)]
@@ -256,7 +246,7 @@ def pair_tiles(model, batch, n: int = 4) -> np.ndarray:
 def tracked_strip(model, cfg, seq: seqs.Sequence, count: int = 6) -> tuple[np.ndarray, np.ndarray]:
     """Frames of one tracked validation sequence (true green, predicted red) and a response map."""
     keep = tuple(np.linspace(1, len(seq) - 1, count).round().astype(int))
-    result = tracker_for(model, cfg).track(Frames(seq), seq.boxes[0], keep=keep)
+    result = tracker_for(model, cfg).track(seq, seq.boxes[0], keep=keep)
     scale = max(1.0, 160 / max(seq.frame(0).shape[:2]))
     tiles = [np.asarray(annotated(seq.frame(t), result.boxes[t], seq.boxes[t], f"#{t + 1}", scale)) for t in keep]
     t = keep[len(keep) // 2]
@@ -281,15 +271,14 @@ def sample_inputs(cfg, info: DataInfo, out_dir: Path, n: int) -> list[str]:
             for i in range(n)]
 
 
-def _sequence_of(folder: str, box) -> seqs.Sequence:
+def _sequence_of(folder: str, box) -> tuple:
+    """(the sequence, its first box, 0-based) from a folder and an optional --box."""
     path = Path(folder)
     if not path.is_dir():
         raise UserError(f"predict: {folder}: not a folder (expected a sequence folder or --frames FOLDER)")
     if box is not None:
         seq = seqs.read_sequence(path) if seqs.is_sequence(path) else seqs.frames_only(path)
-        first = np.asarray(box, np.float32).copy()
-        first[:2] -= 1.0  # --box is 1-based like OTB files
-        return seqs.Sequence(seq.name, seq.boxes, files=seq.files, frames=seq.frames), first
+        return seq, np.asarray(box, np.float32) - np.array([1, 1, 0, 0], np.float32)  # --box is 1-based like OTB
     if not seqs.is_sequence(path):
         raise UserError(f"predict: {folder}: no ground truth file; give the first frame's box with --box x,y,w,h")
     seq = seqs.read_sequence(path)
@@ -319,7 +308,7 @@ def predict_outputs(model, inputs: list[str], out_dir: Path, cfg, info: DataInfo
     rows = []
     for folder in inputs:
         seq, first = _sequence_of(folder, options.get("box"))
-        result = tracker.track(Frames(seq), first)
+        result = tracker.track(seq, first)
         out = out_dir / seq.name
         out.mkdir(parents=True, exist_ok=True)
         seqs.write_boxes(out / "boxes.txt", result.boxes)
