@@ -16,7 +16,6 @@ import keras
 import numpy as np
 from keras import ops
 
-from keras_models.siamese import cross_correlate
 
 
 @dataclass(frozen=True)
@@ -129,7 +128,7 @@ class TrackStep(keras.Model):
         crops = crop(frame, centre, sides, self.search_size)
         features = self.backbone(crops, training=False)
         zs = ops.repeat(z, p.num_scales, axis=0)
-        responses = self.xcorr.scale * cross_correlate(zs, features) + self.xcorr.bias
+        responses = self.xcorr(zs, features)
         up = ops.einsum("ur,srq,vq->suv", self.resize, responses, self.resize)  # bicubic upsampling
         best = ops.argmax(ops.max(up, axis=(1, 2)) * self.penalties)
         response = ops.take(up, best, axis=0)
