@@ -118,7 +118,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--user", help="recommendation: a user id to recommend for (same as giving it as an input)")
     p.add_argument("--item", help="recommendation: predict this item's rating (score) for the user(s) instead of a top-k")
     p.add_argument("--k", type=int, help="recommendation: how many items to recommend (default: the run's k)")
-    p.add_argument("inputs", nargs="*", help="input files (images) or strings, per task")
+    p.add_argument("--frames", metavar="FOLDER", help="tracking: a folder of video frames to track through. Example: --frames clip/img")
+    p.add_argument("--box", metavar="X,Y,W,H", help="tracking: the object's box in the first frame (pixels, 1-based x,y as in "
+                   "OTB files). Example: --box 205,151,17,50")
+    p.add_argument("inputs", nargs="*", help="input files (images), strings or folders (tracking sequences), per task")
 
     p = sub.add_parser("tensorboard", help="start TensorBoard on the log root and print its URL")
     _common(p)

@@ -13,6 +13,8 @@ from keras_models import gan  # noqa: F401
 from keras_models import metrics  # noqa: F401
 from keras_models import recommender  # noqa: F401
 from keras_models import series  # noqa: F401
+from keras_models import siamese  # noqa: F401
 from keras_models import text  # noqa: F401
+from keras_models import tracker  # noqa: F401
 from keras_models import unet  # noqa: F401
 from keras_models import vae  # noqa: F401

@@ -174,11 +174,17 @@ def cmd_predict(args, start: Start) -> int:
     if args.k is not None and args.k < 1:
         raise UserError(f"--k {args.k}: expected a positive int")
     inputs += [args.user] if args.user else []
+    options = {"num_samples": args.num_samples, "item": args.item, "k": args.k}
+    if args.frames:
+        inputs.append(args.frames)
+    if args.box is not None:
+        from pipelines.sequences import parse_box  # numpy only
+
+        options["box"] = parse_box(args.box, "--box").tolist()
     start()
     from training.inference import predict
 
-    rows, out_dir = predict(task, run_dir, inputs, out_dir=args.out, which=args.checkpoint,
-                            options={"num_samples": args.num_samples, "item": args.item, "k": args.k})
+    rows, out_dir = predict(task, run_dir, inputs, out_dir=args.out, which=args.checkpoint, options=options)
     for row in rows:
         print(json.dumps(row))
     print(f"written: {out_dir}")
