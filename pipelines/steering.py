@@ -156,6 +156,15 @@ def from_arrays(images: np.ndarray, targets: np.ndarray) -> tf.data.Dataset:
     return ds.map(lambda x, y: (tf.cast(x, tf.float32) / 255.0, y), num_parallel_calls=tf.data.AUTOTUNE)
 
 
+def _first(x, y):
+    return x
+
+
+def inputs_only(ds: tf.data.Dataset) -> tf.data.Dataset:
+    """(inputs, targets) -> inputs, for model.predict."""
+    return ds.map(_first)
+
+
 # --- augmentation (training only; stateless, so it replays on resume) --------------------------
 
 

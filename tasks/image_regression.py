@@ -143,8 +143,8 @@ def _csv(cfg, spec) -> _Arrays:
     rows = steering.block_split(len(paths), cfg.split_blocks, cfg.val_fraction, cfg.test_fraction, cfg.seed, str(path))
     crop, size = (cfg.crop_top, cfg.crop_bottom), _size(cfg)
     parts = {s: (steering.load_images([paths[i] for i in r], size, crop), targets[r]) for s, r in rows.items()}
-    origins = {s: f"{len(r)} rows in {_blocks_in(rows, s, cfg)} contiguous block(s) of {path.name} "
-                  f"(of {cfg.split_blocks}, chosen by seed {cfg.seed})" for s, r in rows.items()}
+    origins = {s: f"{len(r)} rows of {path.name}, lines {_stretches(r, table.lines)} (whole blocks of "
+                  f"{cfg.split_blocks}, chosen by seed {cfg.seed})" for s, r in rows.items()}
     if cfg.use_side_cameras:
         side_paths, side_targets = _side_cameras(cfg, table, rows["train"], names, targets)
         images, ys = parts["train"]
@@ -154,9 +154,11 @@ def _csv(cfg, spec) -> _Arrays:
     return _Arrays(parts, names, str(path), origins, cfg.shift_correction)
 
 
-def _blocks_in(rows: dict, split: str, cfg) -> int:
-    idx = rows[split]
-    return int(1 + np.count_nonzero(np.diff(idx) > 1)) if len(idx) else 0
+def _stretches(idx: np.ndarray, lines: list) -> str:
+    """'2-62, 246-368': the file lines a split's rows cover, as contiguous stretches."""
+    cuts = np.flatnonzero(np.diff(idx) > 1)
+    starts, ends = np.r_[idx[0], idx[cuts + 1]], np.r_[idx[cuts], idx[-1]]
+    return ", ".join(f"{lines[a]}-{lines[b]}" for a, b in zip(starts, ends))
 
 
 LOADERS = {"embedded": _generated, "path": _csv}
@@ -218,7 +220,7 @@ def metrics(cfg, info):
 def _predictions_and_targets(model, ds, cfg) -> tuple[np.ndarray, np.ndarray]:
     batches = stream.eval_stream(ds, batch_size=cfg.batch_size)  # cached: images are made once
     targets = np.concatenate([y for _, y in batches.as_numpy_iterator()])
-    return np.asarray(model.predict(batches.map(lambda x, y: x), verbose=0)), targets
+    return np.asarray(model.predict(steering.inputs_only(batches), verbose=0)), targets
 
 
 def baseline_metrics(model, ds, cfg, info: DataInfo, report) -> dict:
@@ -304,7 +306,7 @@ register(Task(
         "debug": {"epochs": 1, "num_train": 128, "num_val": 32, "num_test": 32, "batch_size": 32, "width": 0.5,
                   "log_every_steps": 2, "warmup_steps": 0, "image_width": 96},
         "udacity": {"use_side_cameras": True, "crop_top": 0.35, "crop_bottom": 0.15, "val_fraction": 0.2,
-                    "test_fraction": 0.2, "split_blocks": 10, "epochs": 20, "batch_size": 32, "max_shift": 20},
+                    "test_fraction": 0.2, "split_blocks": 20, "epochs": 8, "batch_size": 32, "max_shift": 20},
     },
     visualize=visualize,
     visualize_examples=12,
