@@ -28,20 +28,30 @@ class TargetScale(layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package="keras_baselines")
-class StandardizedMSE(keras.losses.Loss):
-    """Mean squared error in units of each target's training std, so targets on different scales
-    (steering in [-1, 1], speed in mph) weigh alike."""
+class StandardizedError(keras.losses.Loss):
+    """Squared (`mse`), absolute (`mae`) or Huber error in units of each target's training std, so
+    targets on different scales (steering in [-1, 1], speed in mph) weigh alike. `mae` fits the
+    median: right for mostly-zero targets such as keyboard steering."""
 
-    def __init__(self, std, name="standardized_mse", **kwargs):
-        super().__init__(name=name, **kwargs)
-        self.std = [float(v) for v in std]
+    KINDS = ("mse", "mae", "huber")
+
+    def __init__(self, std, kind="mse", name=None, **kwargs):
+        super().__init__(name=name or f"standardized_{kind}", **kwargs)
+        if kind not in self.KINDS:
+            raise ValueError(f"kind must be one of {self.KINDS}, got {kind!r}")
+        self.std, self.kind = [float(v) for v in std], kind
 
     def call(self, y_true, y_pred):
         err = (ops.cast(y_pred, "float32") - ops.cast(y_true, "float32")) / ops.convert_to_tensor(self.std)
-        return ops.mean(ops.square(err), axis=-1)
+        if self.kind == "mse":
+            return ops.mean(ops.square(err), axis=-1)
+        if self.kind == "mae":
+            return ops.mean(ops.abs(err), axis=-1)
+        small = ops.abs(err) <= 1.0
+        return ops.mean(ops.where(small, 0.5 * ops.square(err), ops.abs(err) - 0.5), axis=-1)
 
     def get_config(self):
-        return {**super().get_config(), "std": self.std}
+        return {**super().get_config(), "std": self.std, "kind": self.kind}
 
 
 def pilotnet(input_shape, mean, std, width=1.0, dropout=0.2, name="pilotnet"):

@@ -50,10 +50,20 @@ def _ellipses(rng, ys, xs, n, size):
     return mask
 
 
+def _scene_rng(seed: int, split: str, index: int):
+    """The scene's random stream, and its road geometry (offset, heading, curvature): its first draws."""
+    rng = np.random.default_rng((seed, SPLIT_IDS[split], index, 5381))
+    return rng, (rng.uniform(-0.35, 0.35), rng.uniform(-0.6, 0.6), rng.uniform(-1.6, 1.6))
+
+
+def labels(n: int, seed: int, split: str) -> np.ndarray:
+    """The steering labels of scenes 0..n-1 without drawing them, (n, 1) float32."""
+    return np.asarray([[steering_of(*_scene_rng(seed, split, i)[1])] for i in range(n)], np.float32).reshape(n, 1)
+
+
 def render_road(seed: int, split: str, index: int, height: int = 66, width: int = 200) -> tuple[np.ndarray, float]:
     """(uint8 image (height, width, 3), steering in [-1, 1]) of one scene."""
-    rng = np.random.default_rng((seed, SPLIT_IDS[split], index, 5381))
-    offset, heading, curvature = rng.uniform(-0.35, 0.35), rng.uniform(-0.6, 0.6), rng.uniform(-1.6, 1.6)
+    rng, (offset, heading, curvature) = _scene_rng(seed, split, index)
     half_width = rng.uniform(0.26, 0.42)
     hs, ws = height * SUPERSAMPLE, width * SUPERSAMPLE
     ys, xs = np.mgrid[0:hs, 0:ws].astype(np.float32)
