@@ -5,7 +5,7 @@ predict, and a small subset of the real Udacity log.
 Measured (2 CPU cores shared with other jobs, load average 12-18; seed 0): the module's run
 (PilotNet x0.75, 512 generated scenes 66x96, 3 epochs of 16 steps) reaches validation MAE 0.28x
 (tensorflow) / 0.40x (jax) the mean baseline; asserted <= 0.6x. The whole module: 118 s wall, 23 s
-CPU (tensorflow) / about 170 s wall (jax) on that loaded machine.
+CPU (tensorflow) / about 190 s wall (jax) on that loaded machine.
 """
 
 import json
