@@ -3,6 +3,7 @@
 from tasks import classification  # noqa: F401
 from tasks import detection  # noqa: F401
 from tasks import recommendation  # noqa: F401
+from tasks import image_regression  # noqa: F401
 from tasks import segmentation  # noqa: F401
 from tasks import text_classification  # noqa: F401
 from tasks import autoencoder, gan, vae  # noqa: F401
