@@ -43,9 +43,10 @@ def packers(source_length: int, target_length: int):
     return src, tgt
 
 
-def encode(pairs: Pairs, vocabularies: dict, source_length: int, target_length: int,
-           lowercase: bool) -> tf.data.Dataset:
-    """Pairs -> unbatched ({"source", "target_in"}, target_out) int32 datasets, tokenized in tf.data."""
+def encode(splits: dict, vocabularies: dict, source_length: int, target_length: int,
+           lowercase: bool) -> dict:
+    """{split: Pairs} -> {split: unbatched ({"source", "target_in"}, target_out) int32 dataset}, tokenized in
+    tf.data."""
     src_tok = tokenizer(vocabularies["source"], lowercase)
     tgt_tok = tokenizer(vocabularies["target"], lowercase)
     src_pack, tgt_pack = packers(source_length, target_length)
@@ -55,9 +56,16 @@ def encode(pairs: Pairs, vocabularies: dict, source_length: int, target_length: 
         target = tgt_pack(tgt_tok(tgt))
         return {"source": source, "target_in": target[:, :-1]}, target[:, 1:]
 
-    ds = tf.data.Dataset.from_tensor_slices((tf.constant(pairs.sources, tf.string), tf.constant(pairs.targets, tf.string)))
-    ds = ds.batch(512).map(to_ids, num_parallel_calls=AUTOTUNE, deterministic=True).unbatch()
-    return ds.apply(tf.data.experimental.assert_cardinality(len(pairs)))
+    # Traced once (the tokenizers take seconds to trace); each split's map then only calls it.
+    strings = tf.TensorSpec([None], tf.string)
+    traced = tf.function(to_ids, input_signature=[strings, strings], autograph=False)
+    out = {}
+    for name, pairs in splits.items():
+        ds = tf.data.Dataset.from_tensor_slices((tf.constant(pairs.sources, tf.string),
+                                                 tf.constant(pairs.targets, tf.string)))
+        ds = ds.batch(512).map(traced, num_parallel_calls=AUTOTUNE, deterministic=True).unbatch()
+        out[name] = ds.apply(tf.data.experimental.assert_cardinality(len(pairs)))
+    return out
 
 
 def encode_sources(texts: list[str], vocabulary: list[str], source_length: int, lowercase: bool) -> np.ndarray:
@@ -82,15 +90,3 @@ def detokenize(ids, vocabulary: list[str]) -> str:
         else:
             words.append(token)
     return detokenize_words(" ".join(words))
-
-
-def token_counts(pairs: Pairs, vocabularies: dict, lowercase: bool) -> dict:
-    """How many examples' source / target did not fit their length (for the data summary)."""
-    def lengths(texts, vocabulary):
-        tok = tokenizer(vocabulary, lowercase)
-        ds = tf.data.Dataset.from_tensor_slices(tf.constant(texts, tf.string)).batch(1024)
-        return np.concatenate([b for b in ds.map(lambda t: tok(t).row_lengths()).as_numpy_iterator()])
-
-    src, tgt = lengths(pairs.sources, vocabularies["source"]), lengths(pairs.targets, vocabularies["target"])
-    return {"source_p99": int(np.percentile(src, 99)), "target_p99": int(np.percentile(tgt, 99)),
-            "source_max": int(src.max()), "target_max": int(tgt.max())}

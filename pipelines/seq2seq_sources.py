@@ -245,7 +245,7 @@ def _plural(noun: str) -> str:
 def _noun_phrase(rng) -> tuple[str, str, str]:
     """(English, target, number) of a noun phrase: article or count, 0-2 adjectives, a noun."""
     noun = _NOUNS[rng.integers(len(_NOUNS))]
-    adjs = list(rng.choice(_ADJECTIVES, size=int(rng.choice([0, 0, 1, 1, 2])), replace=False))
+    adjs = list(rng.choice(_ADJECTIVES, size=int(rng.choice([0, 0, 0, 1, 1, 2])), replace=False))
     gender = _GENDER[noun]
     kind = rng.choice(["the", "a", "count", "the_count"], p=[0.4, 0.25, 0.2, 0.15])
     count = int(rng.integers(2, 100)) if "count" in kind else 1
@@ -264,7 +264,7 @@ def _noun_phrase(rng) -> tuple[str, str, str]:
     return " ".join([en, *adjs, en_noun]), target, number
 
 
-def _clause(rng) -> tuple[str, str]:
+def _clause(rng, single: bool = True) -> tuple[str, str]:
     """One clause: subject (pronoun or noun phrase), optional negation, verb, object, 0-2 places."""
     tense = "past" if rng.random() < 0.4 else "present"
     negate = rng.random() < 0.25
@@ -286,7 +286,7 @@ def _clause(rng) -> tuple[str, str]:
     tg_verb = ("ne " if negate else "") + _VERB_STEMS[base] + _ENDINGS[(tense, person, number)]
     en_obj, tg_obj, _ = _noun_phrase(rng)
     places_en, places_tg = [], []
-    for _ in range(int(rng.choice([0, 0, 1, 1, 2]))):
+    for _ in range(int(rng.choice([0, 0, 1, 1, 2]) if single else rng.choice([0, 0, 1]))):
         prep = _PREPOSITIONS[rng.integers(len(_PREPOSITIONS))]
         en_np, tg_np, _ = _noun_phrase(rng)
         places_en.append(f"{prep} {en_np}")
@@ -304,9 +304,10 @@ def generated_translation(n: int, seed: int, split: str) -> Pairs:
     rng = np.random.default_rng([seed, 15, SPLIT_STREAMS[split]])
     pairs = Pairs()
     for i in range(n):
-        en, tg = _clause(rng)
-        if rng.random() < 0.2:
-            en2, tg2 = _clause(rng)
+        double = rng.random() < 0.15
+        en, tg = _clause(rng, not double)
+        if double:
+            en2, tg2 = _clause(rng, False)
             en, tg = f"{en} and {en2}", f"{tg} i {tg2}"
         pairs.add(en + " .", tg + " .", f"generated {split} pair {i}")
     return pairs

@@ -42,20 +42,20 @@ MODEL_NAMES = ("transformer", "gru_attention")  # keys of keras_models.seq2seq.F
 class Seq2SeqConfig(TrainConfig):
     model: str = field(default="transformer", metadata={"choices": MODEL_NAMES,
                                                          "help": "transformer | gru_attention"})
-    epochs: int = 6
+    epochs: int = 4
     batch_size: int = 64
-    learning_rate: float = 1e-3
-    warmup_steps: int = 200
+    learning_rate: float = 2e-3
+    warmup_steps: int = 300
     weight_decay: float = 1e-4
     clipnorm: float = 1.0
-    source_length: int = field(default=40, metadata={"positive": True, "help": "source tokens (longer sources are cut)"})
-    target_length: int = field(default=40, metadata={"positive": True, "help": "target tokens incl. [START] (longer targets are cut)"})
-    vocab_size: int = field(default=2000, metadata={"positive": True, "help": "WordPiece vocabulary size (source, or shared)"})
+    source_length: int = field(default=32, metadata={"positive": True, "help": "source tokens (longer sources are cut)"})
+    target_length: int = field(default=32, metadata={"positive": True, "help": "target tokens incl. [START] (longer targets are cut)"})
+    vocab_size: int = field(default=1000, metadata={"positive": True, "help": "WordPiece vocabulary size (source, or shared)"})
     target_vocab_size: int = field(default=0, metadata={"help": "target WordPiece vocabulary size (0 = vocab_size)"})
     shared_vocab: bool = field(default=False, metadata={"help": "one vocabulary learned on sources and targets"})
     lowercase: bool = field(default=True, metadata={"help": "lowercase before WordPiece (BLEU/ROUGE then compare lowercased text)"})
-    width: int = field(default=128, metadata={"positive": True, "help": "embedding / model width"})
-    hidden: int = field(default=256, metadata={"positive": True, "help": "Transformer feed-forward size / GRU units"})
+    width: int = field(default=64, metadata={"positive": True, "help": "embedding / model width"})
+    hidden: int = field(default=128, metadata={"positive": True, "help": "Transformer feed-forward size / GRU units"})
     num_heads: int = field(default=4, metadata={"positive": True, "help": "attention heads (transformer)"})
     num_layers: int = field(default=2, metadata={"positive": True, "help": "encoder and decoder layers (transformer)"})
     dropout: float = field(default=0.1, metadata={"help": "dropout inside the blocks"})
@@ -124,10 +124,10 @@ def _carve(pairs: Pairs, cfg, name: str) -> tuple[dict, dict]:
 def _with_splits(found: dict, cfg, name: str) -> tuple[dict, dict]:
     """{split: Pairs} of a source with its own split files; validation carved from train if absent."""
     if "validation" in found:
-        return found, {s: str(s) + " file" for s in found}
+        return found, {s: f"{s} split" for s in found}
     splits, origins = _carve(found["train"], cfg, name)
     if "test" in found:
-        splits["test"], origins["test"] = found["test"], "test file"
+        splits["test"], origins["test"] = found["test"], "test split"
     return splits, origins
 
 
@@ -230,30 +230,34 @@ def _vocabularies(cfg, train: Pairs) -> dict:
 
 
 def _finish(cfg, splits: dict, origins: dict, source: str, fitted: DataInfo | None) -> Data:
-    if cfg.reverse:
-        splits = {s: p.swapped() for s, p in splits.items()}
     vocabs = dict(fitted.vocabularies) if fitted is not None and fitted.vocabularies else _vocabularies(cfg, splits["train"])
-    sets = {s: s2s_data.encode(p, vocabs, cfg.source_length, cfg.target_length, cfg.lowercase) for s, p in splits.items()}
+    sets = s2s_data.encode(splits, vocabs, cfg.source_length, cfg.target_length, cfg.lowercase)
     spec = lambda n, v: InputSpec((n,), "int32", vocabulary=v)  # noqa: E731
     info = DataInfo(
-        source + (" (reversed)" if cfg.reverse else ""), len(splits["train"]), len(splits["validation"]),
+        source, len(splits["train"]), len(splits["validation"]),
         {"source": spec(cfg.source_length, "source"), "target_in": spec(cfg.target_length, "target")},
         targets={"target_out": spec(cfg.target_length, "target")},
         num_test=len(splits["test"]) if "test" in splits else 0, vocabularies=vocabs, splits=origins,
         extra={"tokenizer": "keras_hub WordPieceTokenizer", "lowercase": cfg.lowercase,
-               "shared_vocab": cfg.shared_vocab, "reserved_tokens": s2s_data.RESERVED,
-               "lengths": s2s_data.token_counts(splits["train"], vocabs, cfg.lowercase) if fitted is None else {}})
+               "shared_vocab": cfg.shared_vocab, "reserved_tokens": s2s_data.RESERVED})
     return Data.from_splits(sets, info)
+
+
+def read_splits(cfg, kind: Kind) -> tuple[dict, dict, str]:
+    """({split: Pairs}, {split: origin}, source name) of `--data`, before tokenization."""
+    spec = parse_data_spec(cfg.data)
+    splits, origins, source = LOADERS[spec.kind](cfg, kind, spec)
+    if cfg.reverse:
+        return {s: p.swapped() for s, p in splits.items()}, origins, source + " (reversed)"
+    return splits, origins, source
 
 
 def _build_datasets(kind: Kind):
     def build(cfg) -> Data:
-        spec = parse_data_spec(cfg.data)
-        return _finish(cfg, *LOADERS[spec.kind](cfg, kind, spec), None)
+        return _finish(cfg, *read_splits(cfg, kind), None)
 
     def rebuild(cfg, fitted: DataInfo) -> Data:
-        spec = parse_data_spec(cfg.data)
-        return _finish(cfg, *LOADERS[spec.kind](cfg, kind, spec), fitted)
+        return _finish(cfg, *read_splits(cfg, kind), fitted)
 
     return build, rebuild
 
