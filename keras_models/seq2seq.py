@@ -295,9 +295,13 @@ def decode(model: keras.Model, source: np.ndarray, *, beam_size: int = 1, max_le
     chunk = max(1, batch_size // max(1, beam_size))
     ids, scores = [], []
     for i in range(0, len(source), chunk):
-        a, b = beam_search(parts, source[i:i + chunk], beam_size, max_length)
-        ids.append(a)
-        scores.append(b)
+        part = source[i:i + chunk]
+        if len(source) > chunk and len(part) < chunk:  # one batch shape: the step network compiles once
+            part = np.concatenate([part, np.repeat(part[-1:], chunk - len(part), axis=0)])
+        a, b = beam_search(parts, part, beam_size, max_length)
+        n = min(chunk, len(source) - i)
+        ids.append(a[:n])
+        scores.append(b[:n])
     if not ids:
         return np.zeros((0, max_length or parts.target_length), np.int32), np.zeros(0)
     return np.concatenate(ids), np.concatenate(scores)
