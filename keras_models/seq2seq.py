@@ -41,9 +41,16 @@ class PaddingMask(layers.Layer):
 class LogProbsAt(layers.Layer):
     """(logits [B, T, V], position [B]) -> log-probabilities of the next token at that position [B, V]."""
 
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.supports_masking = True
+
     def call(self, logits, position):
         steps = ops.one_hot(ops.reshape(ops.cast(position, "int32"), (-1,)), ops.shape(logits)[1], dtype=logits.dtype)
         return ops.log_softmax(ops.einsum("bt,btv->bv", steps, logits), axis=-1)
+
+    def compute_mask(self, logits, position, mask=None):
+        return None  # a GRU decoder's logits carry the target mask; one position needs none
 
     def compute_output_shape(self, logits_shape, position_shape):
         return (logits_shape[0], logits_shape[2])
