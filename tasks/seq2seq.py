@@ -413,7 +413,7 @@ register(make_task(
     Seq2SeqConfig, TRANSLATION, {"bleu": "up", "copy_bleu": "up"}, "val_bleu",
     "generated English -> invented language (SOV order, agreement, number words -> digits), 20k pairs",
     {"debug": DEBUG,
-     "anki": {"epochs": 12, "val_fraction": 0.02, "test_fraction": 0.02, "reverse": False, "vocab_size": 8000,
+     "anki": {"epochs": 8, "val_fraction": 0.02, "test_fraction": 0.02, "reverse": False, "vocab_size": 8000,
               "target_vocab_size": 8000, "source_length": 24, "target_length": 28, "width": 192, "hidden": 512,
               "num_heads": 4, "num_layers": 2, "batch_size": 64, "warmup_steps": 500}}))
 
