@@ -10,3 +10,4 @@ from tasks import autoencoder, gan, vae  # noqa: F401
 from tasks import timeseries_classification  # noqa: F401
 from tasks import forecasting  # noqa: F401
 from tasks import tracking  # noqa: F401
+from tasks import seq2seq  # noqa: F401  (translation, summarization)

@@ -1,0 +1,317 @@
+"""Sequence-to-sequence models (teacher-forced), their masked loss and token accuracy, and decoding.
+
+The saved model is the teacher-forced network: {"source": ids, "target_in": [START] y...} -> logits
+for every target position. Decoding is a function over that model: `decoder_parts(model)` rewires
+the model's own layers (found by name) into an encoder run once and a step network run once per
+output position; both are Keras models compiled with `jit_compile`, so each decode step is one
+XLA-compiled call on either backend. Greedy decoding is beam search with one beam.
+
+Ids: 0 = padding, 2 = [START], 3 = [END] (pipelines.seq2seq.RESERVED).
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+
+import keras
+import keras_hub
+import numpy as np
+from keras import layers, ops
+
+from keras_models.direction import UP, with_direction
+
+warnings.filterwarnings("ignore", message=r"Layer 'position_embedding' .* does not support masking")
+
+PAD, START, END = 0, 2, 3
+
+
+@keras.saving.register_keras_serializable(package="keras_baselines")
+class PaddingMask(layers.Layer):
+    """ids -> bool mask, True where a token is (not padding)."""
+
+    def call(self, ids):
+        return ops.not_equal(ids, PAD)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+
+@keras.saving.register_keras_serializable(package="keras_baselines")
+class LogProbsAt(layers.Layer):
+    """(logits [B, T, V], position [B]) -> log-probabilities of the next token at that position [B, V]."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.supports_masking = True
+
+    def call(self, logits, position):
+        steps = ops.one_hot(ops.reshape(ops.cast(position, "int32"), (-1,)), ops.shape(logits)[1], dtype=logits.dtype)
+        return ops.log_softmax(ops.einsum("bt,btv->bv", steps, logits), axis=-1)
+
+    def compute_mask(self, logits, position, mask=None):
+        return None  # a GRU decoder's logits carry the target mask; one position needs none
+
+    def compute_output_shape(self, logits_shape, position_shape):
+        return (logits_shape[0], logits_shape[2])
+
+
+@keras.saving.register_keras_serializable(package="keras_baselines")
+class MaskedSequenceLoss(keras.losses.Loss):
+    """Cross-entropy over target tokens, padding (id 0) excluded, with label smoothing.
+
+    The mean is over real tokens in the batch, so short and long targets weigh by their tokens.
+    """
+
+    def __init__(self, label_smoothing: float = 0.0, name="masked_sequence_loss", **kwargs):
+        super().__init__(name=name, **kwargs)
+        self.label_smoothing = label_smoothing
+
+    def call(self, y_true, y_pred):
+        y_true = ops.cast(y_true, "int32")
+        logp = ops.log_softmax(ops.cast(y_pred, "float32"), axis=-1)
+        nll = -ops.sum(ops.one_hot(y_true, ops.shape(logp)[-1], dtype=logp.dtype) * logp, axis=-1)
+        if self.label_smoothing:
+            nll = (1.0 - self.label_smoothing) * nll - self.label_smoothing * ops.mean(logp, axis=-1)
+        mask = ops.cast(ops.not_equal(y_true, PAD), logp.dtype)
+        return ops.sum(nll * mask) / ops.maximum(ops.sum(mask), 1.0)
+
+    def get_config(self):
+        return {**super().get_config(), "label_smoothing": self.label_smoothing}
+
+
+@keras.saving.register_keras_serializable(package="keras_baselines")
+class MaskedTokenAccuracy(keras.metrics.Metric):
+    """Share of real (non-padding) target tokens predicted right under teacher forcing."""
+
+    def __init__(self, name="token_accuracy", **kwargs):
+        super().__init__(name=name, **kwargs)
+        self.correct = self.add_variable((), initializer="zeros", name="correct")
+        self.total = self.add_variable((), initializer="zeros", name="total")
+        with_direction(self, UP)
+
+    def update_state(self, y_true, y_pred, sample_weight=None):
+        y_true = ops.cast(y_true, "int32")
+        mask = ops.cast(ops.not_equal(y_true, PAD), "float32")
+        hit = ops.cast(ops.equal(ops.cast(ops.argmax(y_pred, axis=-1), "int32"), y_true), "float32")
+        self.correct.assign_add(ops.sum(hit * mask))
+        self.total.assign_add(ops.sum(mask))
+
+    def result(self):
+        return self.correct / ops.maximum(self.total, 1.0)
+
+    def reset_state(self):
+        self.correct.assign(0.0)
+        self.total.assign(0.0)
+
+
+# --- the two model families --------------------------------------------------------------------------
+# Each family is (make_layers, encode, decode): encode(get, source) -> list of tensors, and
+# decode(get, encoded, source, target_in) -> logits, where `get(name)` returns a layer. The training
+# model and the decoding networks are the same wiring over the same layers.
+
+
+def _layer_count(get, prefix: str) -> int:
+    n = 0
+    while True:
+        try:
+            get(f"{prefix}_{n}")
+        except ValueError:
+            return n
+        n += 1
+
+
+def _transformer_encode(get, source):
+    x = get("source_embedding")(source)
+    mask = get("source_mask")(source)
+    for i in range(_layer_count(get, "encoder")):
+        x = get(f"encoder_{i}")(x, padding_mask=mask)
+    return [x]
+
+
+def _transformer_decode(get, encoded, source, target_in):
+    y = get("target_embedding")(target_in)
+    source_mask, target_mask = get("source_mask")(source), get("target_mask")(target_in)
+    for i in range(_layer_count(get, "decoder")):
+        y = get(f"decoder_{i}")(y, encoded[0], decoder_padding_mask=target_mask, encoder_padding_mask=source_mask)
+    return get("logits")(y)
+
+
+def _transformer_layers(source_vocab, target_vocab, source_length, target_length, *, width, hidden, num_heads,
+                        num_layers, dropout, **_) -> dict:
+    emb = keras_hub.layers.TokenAndPositionEmbedding
+    out = {"source_embedding": emb(source_vocab, source_length, width, name="source_embedding"),
+           "target_embedding": emb(target_vocab, target_length, width, name="target_embedding"),
+           "source_mask": PaddingMask(name="source_mask"), "target_mask": PaddingMask(name="target_mask"),
+           "logits": layers.Dense(target_vocab, name="logits", dtype="float32")}
+    for i in range(num_layers):
+        out[f"encoder_{i}"] = keras_hub.layers.TransformerEncoder(hidden, num_heads, dropout=dropout, name=f"encoder_{i}")
+        out[f"decoder_{i}"] = keras_hub.layers.TransformerDecoder(hidden, num_heads, dropout=dropout, name=f"decoder_{i}")
+    return out
+
+
+def _gru_encode(get, source):
+    x = get("source_embedding")(source)
+    seq, fwd, bwd = get("encoder_gru")(x, mask=get("source_mask")(source))
+    memory = get("memory")(seq)  # projected to the decoder's width (dot-product attention needs it)
+    state = get("bridge")(get("bridge_concat")([fwd, bwd]))
+    return [memory, state]
+
+
+def _gru_decode(get, encoded, source, target_in):
+    memory, state = encoded
+    source_mask, target_mask = get("source_mask")(source), get("target_mask")(target_in)
+    y = get("decoder_gru")(get("target_embedding")(target_in), initial_state=state, mask=target_mask)
+    context = get("attention")([y, memory], mask=[target_mask, source_mask])
+    joined = get("join")([y, context])
+    return get("logits")(get("attention_out")(joined))
+
+
+def _gru_layers(source_vocab, target_vocab, source_length, target_length, *, width, hidden, dropout,
+                attention="additive", **_) -> dict:
+    units = hidden
+    attend = layers.AdditiveAttention(name="attention") if attention == "additive" else \
+        layers.Attention(use_scale=True, name="attention")
+    return {"source_embedding": layers.Embedding(source_vocab, width, name="source_embedding"),
+            "target_embedding": layers.Embedding(target_vocab, width, name="target_embedding"),
+            "source_mask": PaddingMask(name="source_mask"), "target_mask": PaddingMask(name="target_mask"),
+            "encoder_gru": layers.Bidirectional(layers.GRU(units, return_sequences=True, return_state=True,
+                                                           dropout=dropout), name="encoder_gru"),
+            "memory": layers.Dense(units, name="memory"),
+            "bridge_concat": layers.Concatenate(name="bridge_concat"),
+            "bridge": layers.Dense(units, activation="tanh", name="bridge"),
+            "decoder_gru": layers.GRU(units, return_sequences=True, dropout=dropout, name="decoder_gru"),
+            "attention": attend, "join": layers.Concatenate(name="join"),
+            "attention_out": layers.Dense(units, activation="tanh", name="attention_out"),
+            "logits": layers.Dense(target_vocab, name="logits", dtype="float32")}
+
+
+@dataclass(frozen=True)
+class Family:
+    make_layers: object
+    encode: object
+    decode: object
+
+
+FAMILIES = {"transformer": Family(_transformer_layers, _transformer_encode, _transformer_decode),
+            "gru_attention": Family(_gru_layers, _gru_encode, _gru_decode)}
+MODEL_PREFIX = "seq2seq_"  # model.name = seq2seq_<family>: how decoding finds the wiring of a loaded model
+
+
+def build(family: str, source_vocab: int, target_vocab: int, source_length: int, target_length: int, **sizes):
+    """The teacher-forced training model of one family: {"source", "target_in"} -> logits [B, T, V]."""
+    fam = FAMILIES[family]
+    made = fam.make_layers(source_vocab, target_vocab, source_length, target_length, **sizes)
+    get = _getter_of(made)
+    source = keras.Input((source_length,), dtype="int32", name="source")
+    target_in = keras.Input((target_length,), dtype="int32", name="target_in")
+    logits = fam.decode(get, fam.encode(get, source), source, target_in)
+    return keras.Model({"source": source, "target_in": target_in}, logits, name=MODEL_PREFIX + family)
+
+
+def _getter_of(made: dict):
+    def get(name):
+        if name not in made:
+            raise ValueError(name)
+        return made[name]
+    return get
+
+
+# --- decoding --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class DecoderParts:
+    """The trained layers rewired for decoding: `encoder` (source -> encoded list) runs once per batch,
+    `step` ([*encoded, source, target_in, position] -> next-token log-probs) once per output position."""
+
+    encoder: keras.Model
+    step: keras.Model
+    target_length: int
+
+
+def decoder_parts(model: keras.Model, jit_compile: bool = True) -> DecoderParts:
+    family = model.name[len(MODEL_PREFIX):] if model.name.startswith(MODEL_PREFIX) else ""
+    if family not in FAMILIES:
+        raise ValueError(f"not a seq2seq model: {model.name!r}")
+    fam = FAMILIES[family]
+    get = model.get_layer
+    by_name = {t.name: t for t in model.inputs}
+    source_length, target_length = by_name["source"].shape[1], by_name["target_in"].shape[1]
+    source = keras.Input((source_length,), dtype="int32", name="source")
+    encoded = fam.encode(get, source)
+    encoder = keras.Model(source, encoded, name="encoder")
+    enc_inputs = [keras.Input(t.shape[1:], dtype=t.dtype, name=f"encoded_{i}") for i, t in enumerate(encoded)]
+    source2 = keras.Input((source_length,), dtype="int32", name="source")
+    target_in = keras.Input((target_length,), dtype="int32", name="target_in")
+    position = keras.Input((), dtype="int32", name="position")
+    logits = fam.decode(get, enc_inputs, source2, target_in)
+    step = keras.Model([*enc_inputs, source2, target_in, position], LogProbsAt()(logits, position), name="step")
+    for m in (encoder, step):
+        m.compile(jit_compile=jit_compile)
+    return DecoderParts(encoder, step, target_length)
+
+
+def _as_list(x):
+    return list(x) if isinstance(x, (list, tuple)) else [x]
+
+
+def beam_search(parts: DecoderParts, source: np.ndarray, beam_size: int = 1, max_length: int = 0):
+    """(ids [N, L], scores [N]): the best of `beam_size` beams per source (sum of token log-probs,
+    [END] included), L = max_length or the model's target length. beam_size=1 is greedy decoding."""
+    source = np.asarray(source, np.int32)
+    n, k = len(source), max(1, int(beam_size))
+    length = min(max_length or parts.target_length, parts.target_length)
+    encoded = [np.asarray(ops.convert_to_numpy(e)) for e in _as_list(parts.encoder.predict_on_batch(source))]
+    rows = np.repeat(np.arange(n), k)  # beam b of source i is row i*k + b
+    encoded = [e[rows] for e in encoded]
+    src = source[rows]
+    target = np.zeros((n * k, parts.target_length), np.int32)
+    target[:, 0] = START
+    out = np.zeros((n * k, length), np.int32)
+    scores = np.full((n, k), -np.inf)
+    scores[:, 0] = 0.0  # one live beam at the start: the others would only repeat it
+    done = np.zeros(n * k, bool)
+    for t in range(length):
+        position = np.full(n * k, t, np.int32)
+        logp = np.asarray(ops.convert_to_numpy(parts.step.predict_on_batch([*encoded, src, target, position])),
+                          np.float64)
+        vocab = logp.shape[-1]
+        logp[done] = -np.inf
+        logp[done, PAD] = 0.0  # a finished beam only continues with padding, at no cost
+        total = (scores.reshape(-1, 1) + logp).reshape(n, k * vocab)
+        best = np.argsort(-total, axis=1, kind="stable")[:, :k]
+        parent, token = best // vocab, (best % vocab).astype(np.int32)
+        scores = np.take_along_axis(total, best, axis=1)
+        from_rows = (np.arange(n)[:, None] * k + parent).reshape(-1)
+        out, target, done = out[from_rows], target[from_rows], done[from_rows]
+        out[:, t] = token.reshape(-1)
+        if t + 1 < parts.target_length:
+            target[:, t + 1] = np.where(done, PAD, token.reshape(-1))
+        done = done | (token.reshape(-1) == END)
+        if done.all():
+            break
+    first = np.arange(n) * k  # beams stay sorted best first
+    return out[first], scores[:, 0]
+
+
+def decode(model: keras.Model, source: np.ndarray, *, beam_size: int = 1, max_length: int = 0,
+           batch_size: int = 256, parts: DecoderParts | None = None, jit_compile: bool = True):
+    """Decode many sources in batches; returns (ids [N, L], scores [N])."""
+    parts = parts or decoder_parts(model, jit_compile)
+    chunk = max(1, batch_size // max(1, beam_size))
+    ids, scores = [], []
+    for i in range(0, len(source), chunk):
+        part = source[i:i + chunk]
+        if len(source) > chunk and len(part) < chunk:  # one batch shape: the step network compiles once
+            part = np.concatenate([part, np.repeat(part[-1:], chunk - len(part), axis=0)])
+        a, b = beam_search(parts, part, beam_size, max_length)
+        n = min(chunk, len(source) - i)
+        ids.append(a[:n])
+        scores.append(b[:n])
+    if not ids:
+        return np.zeros((0, max_length or parts.target_length), np.int32), np.zeros(0)
+    return np.concatenate(ids), np.concatenate(scores)
+
+
+MODEL_NAMES = tuple(FAMILIES)
