@@ -5,4 +5,4 @@ registered with Keras (package "keras_baselines") and a saved `model.keras` load
 `keras.saving.load_model(path)` on either backend.
 """
 
-from keras_models import autoencoder, classifier, detector, direction, gan, metrics, text, unet, vae  # noqa: F401
+from keras_models import autoencoder, classifier, detector, direction, gan, metrics, qa, text, unet, vae  # noqa: F401

@@ -175,7 +175,8 @@ def cmd_predict(args, start: Start) -> int:
     from training.inference import predict
 
     rows, out_dir = predict(task, run_dir, inputs, out_dir=args.out, which=args.checkpoint,
-                            options={"num_samples": args.num_samples})
+                            options={"num_samples": args.num_samples, "input": args.input,
+                                     "context": getattr(args, "context", None)})
     for row in rows:
         print(json.dumps(row))
     print(f"written: {out_dir}")
