@@ -35,7 +35,15 @@ class ExactMatch(layers.Layer):
 @keras.saving.register_keras_serializable(package="keras_baselines")
 class BiAttention(layers.Layer):
     """BiDAF attention flow: trilinear similarity S = w1.c + w2.q + w3.(c*q), context-to-query and
-    query-to-context attention, output [c; c2q; c*c2q; c*q2c] per context token."""
+    query-to-context attention, output [c; c2q; c*c2q; c*q2c] per context token (keeping the
+    context's padding mask for the modelling layers)."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.supports_masking = True
+
+    def compute_mask(self, inputs, mask=None):
+        return mask[0] if isinstance(mask, (list, tuple)) else None
 
     def build(self, input_shape):
         dim = input_shape[0][-1]
@@ -62,6 +70,13 @@ class BiAttention(layers.Layer):
 @keras.saving.register_keras_serializable(package="keras_baselines")
 class SpanLogits(layers.Layer):
     """(start, end) logits stacked to (batch, C, 2), padding at -1e9, in float32."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.supports_masking = True
+
+    def compute_mask(self, inputs, mask=None):
+        return None
 
     def call(self, inputs):
         start, end, ids = inputs

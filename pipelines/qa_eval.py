@@ -98,16 +98,28 @@ STOPWORDS = frozenset("a an the of to in on at for by with and or is are was wer
                       "who whom whose when where why how this that these those it its as from".split())
 
 
-def overlap_baseline(tokens: list[str], question_tokens: list[str], width: int) -> tuple[int, int]:
-    """(first, last) token of the `width`-token window with the most distinct question words
-    (stop words and punctuation aside); ties go to the earliest window."""
+SENTENCE_END = frozenset(".!?。！？;")
+
+
+def overlap_baseline(tokens: list[str], question_tokens: list[str], width: int, around: int = 10) -> tuple[int, int]:
+    """(first, last) token of the best `width`-token candidate answer: it starts with a word that is
+    neither a stop word nor a question word, and the tokens of its sentence within `around` of it
+    (itself excluded) share the most distinct question words (stop words and punctuation aside);
+    ties go to the earliest candidate."""
     if not tokens:
         return (0, -1)
     wanted = {t for t in question_tokens if t not in STOPWORDS and t[:1].isalnum()}
+    sentence = np.cumsum([0] + [t in SENTENCE_END for t in tokens[:-1]])
     width = max(1, min(width, len(tokens)))
     best, best_first = -1, 0
     for first in range(len(tokens) - width + 1):
-        hits = len(wanted.intersection(tokens[first:first + width]))
+        span = tokens[first:first + width]
+        if wanted.intersection(span) or not span[0][:1].isalnum() or span[0] in STOPWORDS:
+            continue
+        lo, hi = max(0, first - around), min(len(tokens), first + width + around)
+        near = [tokens[i] for i in range(lo, hi)
+                if not first <= i < first + width and sentence[i] == sentence[first]]
+        hits = len(wanted.intersection(near))
         if hits > best:
             best, best_first = hits, first
     return best_first, best_first + width - 1

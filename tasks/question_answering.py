@@ -35,7 +35,7 @@ MODEL_NAMES = ("bidaf", "transformer")  # keys of keras_models.qa.MODELS
 @dataclass(frozen=True)
 class QAConfig(TrainConfig):
     model: str = field(default="bidaf", metadata={"choices": MODEL_NAMES, "help": "bidaf | transformer"})
-    epochs: int = 8
+    epochs: int = 4
     batch_size: int = 32
     learning_rate: float = 2e-3
     warmup_steps: int = 50
