@@ -419,7 +419,7 @@ register(Task(
                   "embedding_dim": 16, "hidden": 16, "num_heads": 2, "num_layers": 1, "max_length": 40,
                   "doc_stride": 20, "log_every_steps": 2, "warmup_steps": 0},
         "policyqa": {"max_length": 128, "doc_stride": 64, "max_question_length": 24, "max_answer_length": 40,
-                     "vocab_size": 8000, "embedding_dim": 64, "hidden": 64, "epochs": 10, "batch_size": 32,
+                     "vocab_size": 8000, "embedding_dim": 64, "hidden": 64, "epochs": 5, "batch_size": 32,
                      "learning_rate": 2e-3, "dropout": 0.3},
     },
     split_metrics=SplitMetrics(directions=METRIC_DIRECTIONS, compute=split_metrics),

@@ -164,3 +164,36 @@ def test_overlap_baseline_picks_a_span_whose_sentence_shares_most_question_words
     tokens = "the cat sat on a mat . alara venn was born in tolmar . the dog ran".split()
     first, last = qa_eval.overlap_baseline(tokens, "where was alara venn born ?".split(), 1)
     assert tokens[first:last + 1] == ["tolmar"]  # question words, stop words and other sentences never win
+
+
+class _RandomReader:
+    """Stands in for a model: random start/end logits, padding at -1e9 as the real heads do."""
+
+    def __init__(self, seed):
+        self.rng = np.random.default_rng(seed)
+
+    def predict_on_batch(self, x):
+        ids = x["context"]
+        logits = self.rng.normal(size=(*ids.shape, 2)) * 3
+        return np.where((ids != 0)[..., None], logits, -1e9)
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.sampled_from(["Zoë", "café", "北京市", "你好。", "Ωμέγα", " ", "  ", "\n", ",", "12,400", "a.b",
+                                 "日本語", "x"]), min_size=1, max_size=60).map("".join),
+       st.integers(0, 2**31 - 1))
+def test_decoded_answers_are_the_contexts_substring_at_the_reported_offsets(context, seed):
+    """Through the real decoding path (windows, best span across windows) with any scores."""
+    from tasks.question_answering import collect_answers
+
+    ex = qa.QAExample("q", "北京 where?", context)
+    vocab = qa.learn_vocabulary([ex], 50)
+    w = qa.make_windows([ex], vocab, qa.WindowShape(max_length=6, doc_stride=3, max_question_length=4), "predict")
+    answers = collect_answers(_RandomReader(seed), [({"question": w.question, "context": w.context}, w.target[:, 2])],
+                              max_answer_length=4)
+    if not qa.tokenize(context)[0]:
+        assert answers[id(ex)].score == -np.inf  # nothing to point at
+        return
+    a = answers[id(ex)]
+    assert a.text == context[a.start:a.end] and a.text and a.text == a.text.strip()
+    assert len(qa.tokenize(a.text)[0]) <= 4
