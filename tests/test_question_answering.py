@@ -28,10 +28,11 @@ def run(tmp_path_factory):
 
 def test_reader_learns_the_generated_facts_beyond_the_overlap_baseline(run):
     val = run.metrics["best"]["validation"]
-    # chance of naming the right one of ~15 candidate spans is < 0.1; the overlap baseline points near
-    # the question's words, not at the answer
-    assert val["exact_match"] >= 0.5, val
-    assert val["exact_match"] >= val["baseline_exact_match"] + 0.3, val
+    # a random span of the ~60-token paragraph is right < 5% of the time; the sentence-overlap baseline
+    # finds the subject's sentence (~0.3 EM here) but not which of its words answers
+    assert val["exact_match"] >= 0.45, val
+    assert val["exact_match"] >= val["baseline_exact_match"] + 0.15, val
+    assert val["f1"] >= val["baseline_f1"] + 0.15, val
     test = run.metrics["test"]
     assert test["checkpoint"] == "best" and 0.0 <= test["f1"] <= 1.0 and "baseline_f1" in test
 
