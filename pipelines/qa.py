@@ -167,7 +167,7 @@ def to_dataset(windows: Windows):
 # --- readers ------------------------------------------------------------------------------------
 
 
-def _checked(path, qid, context: str, answers: list, impossible: bool) -> tuple:
+def checked_answers(path, qid, context: str, answers: list, impossible: bool) -> tuple:
     """(text, start) pairs, each verified to point at its text in the context."""
     out = []
     for k, ans in enumerate(answers):
@@ -186,7 +186,7 @@ def _checked(path, qid, context: str, answers: list, impossible: bool) -> tuple:
     return tuple(out)
 
 
-def _field(obj, key: str, kind, where: str):
+def field_of(obj, key: str, kind, where: str):
     if not isinstance(obj, dict) or key not in obj:
         raise DataError(f"{where}: missing field {key!r}")
     value = obj[key]
@@ -195,7 +195,7 @@ def _field(obj, key: str, kind, where: str):
     return value
 
 
-def _load_json(path: Path, text: str):
+def load_json(path: Path, text: str):
     try:
         return json.loads(text)
     except json.JSONDecodeError as exc:
@@ -204,20 +204,20 @@ def _load_json(path: Path, text: str):
 
 def read_squad_json(path: Path) -> list[QAExample]:
     """SQuAD v1.1 / v2.0 JSON: data > paragraphs > (context, qas > (id, question, answers, is_impossible))."""
-    doc = _load_json(path, read_text(path))
-    articles = _field(doc, "data", list, str(path))
+    doc = load_json(path, read_text(path))
+    articles = field_of(doc, "data", list, str(path))
     out = []
     for a, article in enumerate(articles):
-        for p, para in enumerate(_field(article, "paragraphs", list, f"{path} data[{a}]")):
+        for p, para in enumerate(field_of(article, "paragraphs", list, f"{path} data[{a}]")):
             where = f"{path} data[{a}].paragraphs[{p}]"
-            context = _field(para, "context", str, where)
-            for q, qa in enumerate(_field(para, "qas", list, where)):
+            context = field_of(para, "context", str, where)
+            for q, qa in enumerate(field_of(para, "qas", list, where)):
                 qid = str(qa.get("id", f"{a}.{p}.{q}")) if isinstance(qa, dict) else f"{a}.{p}.{q}"
                 here = f"{path} question {qid!r}"
-                question = _field(qa, "question", str, here)
+                question = field_of(qa, "question", str, here)
                 impossible = bool(qa.get("is_impossible", False))
-                answers = _field(qa, "answers", list, here) if not impossible else qa.get("answers") or []
-                out.append(QAExample(qid, question, context, _checked(path, qid, context, answers, impossible),
+                answers = field_of(qa, "answers", list, here) if not impossible else qa.get("answers") or []
+                out.append(QAExample(qid, question, context, checked_answers(path, qid, context, answers, impossible),
                                      impossible, here))
     if not out:
         raise DataError(f"{path}: no questions (expected SQuAD JSON: data > paragraphs > qas)")
@@ -237,8 +237,8 @@ def read_jsonl(path: Path) -> list[QAExample]:
             raise DataError(f"{path} line {n} column {exc.colno}: invalid JSON ({exc.msg})") from None
         qid = str(row.get("id", f"line {n}")) if isinstance(row, dict) else f"line {n}"
         here = f"{path} line {n} question {qid!r}"
-        context = _field(row, "context", str, here)
-        question = _field(row, "question", str, here)
+        context = field_of(row, "context", str, here)
+        question = field_of(row, "question", str, here)
         impossible = bool(row.get("is_impossible", False))
         answers = row.get("answers") or {}
         texts, starts = answers.get("text", []), answers.get("answer_start", [])
@@ -246,7 +246,7 @@ def read_jsonl(path: Path) -> list[QAExample]:
                 or len(texts) != len(starts):
             raise DataError(f"{here}: 'answers' should be {{'text': [...], 'answer_start': [...]}} of equal length")
         pairs = [{"text": t, "answer_start": s} for t, s in zip(texts, starts)]
-        out.append(QAExample(qid, question, context, _checked(f"{path} line {n}", qid, context, pairs, impossible),
+        out.append(QAExample(qid, question, context, checked_answers(f"{path} line {n}", qid, context, pairs, impossible),
                              impossible, here))
     if not out:
         raise DataError(f"{path}: no questions (expected one JSON object a line)")
@@ -267,13 +267,13 @@ def read_pairs(path: Path) -> list[tuple[str, str]]:
     {"context", "question"} (answers not needed)."""
     text = read_text(path)
     if path.suffix.lower() == ".jsonl":
-        rows = [_load_json(f"{path} line {n}", line) for n, line in enumerate(text.splitlines(), 1) if line.strip()]
+        rows = [load_json(f"{path} line {n}", line) for n, line in enumerate(text.splitlines(), 1) if line.strip()]
     else:
-        doc = _load_json(path, text)
+        doc = load_json(path, text)
         if isinstance(doc, dict) and "data" in doc:
             return [(p["context"], q["question"]) for a in doc["data"] for p in a["paragraphs"] for q in p["qas"]]
         rows = doc if isinstance(doc, list) else [doc]
-    return [(_field(r, "context", str, f"{path} item {k}"), _field(r, "question", str, f"{path} item {k}"))
+    return [(field_of(r, "context", str, f"{path} item {k}"), field_of(r, "question", str, f"{path} item {k}"))
             for k, r in enumerate(rows)]
 
 

@@ -109,7 +109,7 @@ def _tfds_examples(ds, split: str) -> list:
         impossible = bool(row.get("is_impossible", False)) or not answers
         pairs = [{"text": t, "answer_start": s} for t, s in answers]
         out.append(qa_data.QAExample(qid, text(row["question"]), context,
-                                     qa_data._checked(f"tfds {split}", qid, context, pairs, impossible),
+                                     qa_data.checked_answers(f"tfds {split}", qid, context, pairs, impossible),
                                      impossible, f"tfds {split} question {qid!r}"))
     return out
 
@@ -359,8 +359,8 @@ def _pairs(inputs: list[str], options: dict) -> list[tuple[str, str, str]]:
     context = qa_data.read_text(Path(context_file)) if context_file else None
     for text in inputs:
         if text.lstrip().startswith("{"):
-            row = qa_data._load_json("input", text)
-            pairs.append((qa_data._field(row, "context", str, "input"), qa_data._field(row, "question", str, "input"),
+            row = qa_data.load_json("input", text)
+            pairs.append((qa_data.field_of(row, "context", str, "input"), qa_data.field_of(row, "question", str, "input"),
                           "input"))
         elif context is None:
             raise UserError(f"predict: question {text[:40]!r} has no context: give --context FILE, or --input a "

@@ -169,3 +169,17 @@ def test_cli_errors_are_one_line(tmp_path, capsys):
     assert code == 2 and len(err) == 1 and "question 'z1'" in err[0] and "answer_start 0" in err[0], err
     code = cli.main(["fit", "--task", TASK, "--set", "doc_stride=80", "--run-dir", str(tmp_path / "r2")])
     assert code == 2 and "doc_stride" in capsys.readouterr().err
+
+
+def test_transformer_reader_masks_padding_and_reloads(tmp_path):
+    import keras
+
+    from keras_models.qa import transformer
+
+    model = transformer(30, 5, 9, embedding_dim=8, hidden=16, num_heads=2, num_layers=1)
+    x = {"question": np.array([[5, 6, 0, 0, 0]], np.int32), "context": np.array([[2, 7, 5, 8, 0, 0, 0, 0, 0]], np.int32)}
+    out = np.asarray(model.predict_on_batch(x))
+    assert out.shape == (1, 9, 2) and (out[0, 4:] <= -1e8).all() and (out[0, :4] > -1e8).all()
+    model.save(tmp_path / "t.keras")
+    again = np.asarray(keras.saving.load_model(tmp_path / "t.keras").predict_on_batch(x))
+    np.testing.assert_allclose(again, out, atol=1e-5)
