@@ -12,6 +12,7 @@ from keras_models import direction  # noqa: F401
 from keras_models import gan  # noqa: F401
 from keras_models import metrics  # noqa: F401
 from keras_models import regressor  # noqa: F401
+from keras_models import qa  # noqa: F401
 from keras_models import recommender  # noqa: F401
 from keras_models import seq2seq  # noqa: F401
 from keras_models import series  # noqa: F401

@@ -174,7 +174,8 @@ def cmd_predict(args, start: Start) -> int:
     if args.k is not None and args.k < 1:
         raise UserError(f"--k {args.k}: expected a positive int")
     inputs += [args.user] if args.user else []
-    options = {"num_samples": args.num_samples, "item": args.item, "k": args.k}
+    options = {"num_samples": args.num_samples, "item": args.item, "k": args.k, "input": args.input,
+               "context": args.context}
     if args.frames:
         inputs.append(args.frames)
     if args.box is not None:
