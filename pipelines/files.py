@@ -6,6 +6,8 @@ arrays to tf.data. Every failure is a `DataError` naming the file and what was e
 
 from __future__ import annotations
 
+import json
+
 import gzip
 import struct
 import zlib
@@ -34,6 +36,25 @@ def read_text(path: Path) -> str:
         raise DataError(f"{path}: not a UTF-8 text file (byte {exc.start})") from None
     except OSError as exc:
         raise DataError(f"{path}: cannot read ({one_line(exc)})") from None
+
+
+def read_jsonl(path: Path, text: str | None = None) -> list[tuple[int, dict]]:
+    """(line number, object) for every non-blank line of a JSON Lines file; a bad line is one error
+    naming the line and column."""
+    rows = []
+    for n, line in enumerate((read_text(path) if text is None else text).splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise DataError(f"{path} line {n} column {exc.colno}: invalid JSON ({exc.msg})") from None
+        if not isinstance(obj, dict):
+            raise DataError(f"{path} line {n}: expected a JSON object, got {type(obj).__name__}")
+        rows.append((n, obj))
+    if not rows:
+        raise DataError(f"{path}: no JSON lines (expected one JSON object a line)")
+    return rows
 
 
 def require_files(inputs: list[str]) -> list[Path]:

@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from errors import DataError
+from pipelines.files import read_jsonl as read_jsonl_rows
 from pipelines.files import read_text
 
 PAD, UNK, NULL, SEP = 0, 1, 2, 3
@@ -228,14 +229,8 @@ def read_jsonl(path: Path) -> list[QAExample]:
     """One `{"context", "question", "answers": {"text": [...], "answer_start": [...]}}` a line
     (`id` and `is_impossible` optional)."""
     out = []
-    for n, line in enumerate(read_text(path).splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise DataError(f"{path} line {n} column {exc.colno}: invalid JSON ({exc.msg})") from None
-        qid = str(row.get("id", f"line {n}")) if isinstance(row, dict) else f"line {n}"
+    for n, row in read_jsonl_rows(path):
+        qid = str(row.get("id", f"line {n}"))
         here = f"{path} line {n} question {qid!r}"
         context = field_of(row, "context", str, here)
         question = field_of(row, "question", str, here)

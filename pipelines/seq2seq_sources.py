@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import re
 import zipfile
 from dataclasses import dataclass, field
@@ -18,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from errors import DataError
+from pipelines.files import read_jsonl
 
 
 @dataclass
@@ -125,27 +125,9 @@ def read_aligned(source_path: Path, target_path: Path) -> Pairs:
     return pairs
 
 
-def read_jsonl(path: Path) -> list[tuple[int, dict]]:
-    """(line number, object) for every non-blank line of a JSON Lines file; one bad line is one error."""
-    rows = []
-    for n, line in enumerate(_lines(path), start=1):
-        if not line.strip():
-            continue
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise DataError(f"{path} line {n}: not valid JSON ({exc.msg})") from None
-        if not isinstance(obj, dict):
-            raise DataError(f"{path} line {n}: expected a JSON object, got {type(obj).__name__}")
-        rows.append((n, obj))
-    if not rows:
-        raise DataError(f"{path}: no JSON lines")
-    return rows
-
-
 def read_jsonl_pairs(path: Path, source_field: str, target_field: str) -> Pairs:
     pairs = Pairs()
-    for n, obj in read_jsonl(path):
+    for n, obj in read_jsonl(path, _decode(read_bytes(path), str(path))):
         for key, flag in ((source_field, "source_field"), (target_field, "target_field")):
             if not isinstance(obj.get(key), str):
                 raise DataError(f"{path} line {n}: no text field {key!r} (fields: {', '.join(obj)}); choose one with "

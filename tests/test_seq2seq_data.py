@@ -147,7 +147,7 @@ def _bad(tmp_path, name: str, content: bytes | str):
     ("pairs.tsv", "a\tb\nsource\t \n", "pairs.tsv line 2: empty target text"),
     ("pairs.tsv", b"a\tb\nbad \xff byte\tc\n", "pairs.tsv line 2: not UTF-8 text"),
     ("pairs.jsonl", '{"source": "a", "target": "b"}\n{"source": "a"}\n', "pairs.jsonl line 2: no text field 'target'"),
-    ("pairs.jsonl", '{"source": "a", "target": "b"}\nnot json\n', "pairs.jsonl line 2: not valid JSON"),
+    ("pairs.jsonl", '{"source": "a", "target": "b"}\nnot json\n', "pairs.jsonl line 2 column 1: invalid JSON"),
 ])
 def test_bad_files_are_one_line_errors(tmp_path, name, content, expected):
     path = _bad(tmp_path, name, content)
