@@ -96,6 +96,17 @@ def _label(text: str) -> str:
     return str(int(value)) if value.is_integer() else text
 
 
+def _body_rows(path, rows: list, header: list):
+    """(location, row) for every non-blank row under a CSV header, each checked to have the header's field count."""
+    for i, row in enumerate(rows[1:], 2):
+        if not any(c.strip() for c in row):
+            continue
+        loc = f"{path} line {i}"
+        if len(row) != len(header):
+            raise DataError(f"{loc}: {len(row)} fields, the header has {len(header)}")
+        yield loc, row
+
+
 def read_csv_rows(path: Path, label_column: str) -> Sequences:
     """A CSV with a header: one sequence a row, a label column, every other column a time step."""
     with open(path, newline="", encoding="utf-8") as fh:
@@ -108,12 +119,7 @@ def read_csv_rows(path: Path, label_column: str) -> Sequences:
                         "set it with --set label_column=NAME")
     li = header.index(label_column)
     values, labels, where = [], [], []
-    for i, row in enumerate(rows[1:], 2):
-        if not any(c.strip() for c in row):
-            continue
-        loc = f"{path} line {i}"
-        if len(row) != len(header):
-            raise DataError(f"{loc}: {len(row)} fields, the header has {len(header)}")
+    for loc, row in _body_rows(path, rows, header):
         labels.append(_label(row[li]))
         cells = [c for j, c in enumerate(row) if j != li]
         values.append(np.array([np.nan if not c.strip() else _number(c, loc, f"column {j + 1} value")
@@ -287,12 +293,7 @@ def read_time_csv(path: Path, time_column: str, target_columns: tuple) -> Table:
                         "set --set target_columns=NAME,NAME")
     cols = [header.index(c) for c in targets]
     values, times = [], []
-    for i, row in enumerate(rows[1:], 2):
-        if not any(c.strip() for c in row):
-            continue
-        loc = f"{path} line {i}"
-        if len(row) != len(header):
-            raise DataError(f"{loc}: {len(row)} fields, the header has {len(header)}")
+    for loc, row in _body_rows(path, rows, header):
         values.append([_number(row[j], loc, f"column {header[j]!r} value") for j in cols])
         times.append(row[header.index(time_column)].strip() if time_column else str(len(times)))
     return Table(np.asarray(values, np.float32), times, targets)
