@@ -23,13 +23,13 @@ from pipelines.labels import check_label_set
 from pipelines.splits import carve_indices, carved_note, generated_note
 from tasks.base import Task, TrainConfig, register
 from tasks.lazy import lazy_module
+from tasks.visuals import confusion_image, confusion_matrix
 
 keras = lazy_module("keras")
 ops = lazy_module("keras.ops")
 model_metrics = lazy_module("keras_models.metrics")
 series_models = lazy_module("keras_models.series")
 text_data = lazy_module("pipelines.text")
-text_task = lazy_module("tasks.text_classification")
 
 MODEL_NAMES = ("fcn", "resnet1d", "lstm", "gru", "transformer")  # keys of keras_models.series.CLASSIFIERS
 NORMALIZE = ("global", "series", "none")
@@ -173,8 +173,8 @@ def visualize(model, batch, info: DataInfo, cfg) -> dict:
     """The confusion matrix of the first validation series (rows true, columns predicted)."""
     x, y = batch
     pred = np.argmax(np.asarray(model.predict_on_batch(x)), axis=-1)
-    cm = text_task.confusion_matrix(np.asarray(y).reshape(-1), pred, info.num_classes)
-    return {"confusion_matrix": text_task.confusion_image(cm, info.class_names)}
+    cm = confusion_matrix(np.asarray(y).reshape(-1), pred, info.num_classes)
+    return {"confusion_matrix": confusion_image(cm, info.class_names)}
 
 
 def sample_inputs(cfg, info: DataInfo, out_dir: Path, n: int) -> list[str]:

@@ -49,3 +49,35 @@ def captioned(tile: np.ndarray, caption: str, ok: bool | None = None, scale: int
     if ok is not None:
         draw.rectangle([0, 0, img.width - 1, img.height - 1], outline=(0, 170, 0) if ok else (220, 0, 0), width=2)
     return np.asarray(canvas)
+
+
+def confusion_matrix(true: np.ndarray, pred: np.ndarray, num_classes: int) -> np.ndarray:
+    cm = np.zeros((num_classes, num_classes), np.int64)
+    np.add.at(cm, (np.asarray(true, np.int64), np.asarray(pred, np.int64)), 1)
+    return cm
+
+
+def confusion_image(cm: np.ndarray, names: tuple) -> np.ndarray:
+    """Rows = true class, columns = predicted; shade = share of the row; counts written in cells."""
+    k = len(cm)
+    cell = 60 if k <= 8 else max(14, 480 // k)
+    label_w, top = 90, 40
+    img = Image.new("RGB", (label_w + k * cell + 4, top + k * cell + 18), (255, 255, 255))
+    draw = ImageDraw.Draw(img)
+    draw.text((label_w, 2), "predicted ->", fill=(0, 0, 0))
+    draw.text((2, top - 14), "true", fill=(0, 0, 0))
+    share = cm / np.maximum(cm.sum(axis=1, keepdims=True), 1)
+    for j in range(k):
+        draw.text((label_w + j * cell + 2, 18), str(names[j])[: max(2, cell // 7)], fill=(0, 0, 0))
+    for i in range(k):
+        draw.text((2, top + i * cell + cell // 2 - 6), str(names[i])[:14], fill=(0, 0, 0))
+        for j in range(k):
+            v = share[i, j]
+            colour = (int(255 * (1 - v)), int(255 * (1 - 0.6 * v)), 255) if i == j else \
+                     (255, int(255 * (1 - 0.8 * v)), int(255 * (1 - 0.8 * v)))
+            x0, y0 = label_w + j * cell, top + i * cell
+            draw.rectangle([x0, y0, x0 + cell - 1, y0 + cell - 1], fill=colour, outline=(160, 160, 160))
+            if cell >= 24:
+                draw.text((x0 + 4, y0 + cell // 2 - 6), str(int(cm[i, j])), fill=(0, 0, 0))
+    draw.text((2, top + k * cell + 3), f"{int(np.trace(cm))}/{int(cm.sum())} right", fill=(0, 0, 0))
+    return np.asarray(img)

@@ -97,7 +97,8 @@ def test_tensorboard_has_confusion_matrix_and_misclassified_table(run):
 
 
 def test_visualize_counts_every_example_once():
-    from tasks.text_classification import confusion_image, confusion_matrix, misclassified_table
+    from tasks.text_classification import misclassified_table
+    from tasks.visuals import confusion_image, confusion_matrix
 
     true, pred = np.array([0, 1, 2, 2, 1]), np.array([0, 2, 2, 2, 1])
     cm = confusion_matrix(true, pred, 3)
