@@ -315,6 +315,8 @@ def loss(cfg, info):
 def metrics(cfg, info):
     if cfg.feedback == "explicit":  # Keras declares both lower-is-better
         return [keras.metrics.RootMeanSquaredError(name="rmse"), keras.metrics.MeanAbsoluteError(name="mae")]
+    if cfg.in_batch_softmax:  # its scores rank items; a per-pair accuracy or AUC would say nothing
+        return []
     return [keras.metrics.BinaryAccuracy(name="accuracy", threshold=0.0), keras.metrics.AUC(name="auc", from_logits=True)]
 
 
