@@ -9,8 +9,9 @@ rows only and saved with the run; unseen ids map to 0 (out of vocabulary) and ar
 
 Explicit: the model regresses the rating (loss MSE, metrics RMSE/MAE, lower is better) and every
 evaluation also reports the global-mean and user/item-bias baselines on the same rows. Implicit:
-pointwise logits against sampled negatives (binary cross-entropy), evaluated at epoch end by HR@k
-and NDCG@k against 99 sampled negatives, full-ranking Recall@k / NDCG@k, and the popularity ranking.
+pointwise logits against negatives re-drawn every epoch (binary cross-entropy; mf, neumf) or the
+two towers' in-batch sampled softmax with logQ correction, evaluated at epoch end by HR@k and
+NDCG@k against 99 sampled negatives, full-ranking Recall@k / NDCG@k, and the popularity ranking.
 """
 
 from __future__ import annotations

@@ -158,6 +158,16 @@ def test_two_tower_in_batch_softmax_learns_through_fit(tmp_path):
     assert val["hr_at_k"] > 1.1 * val["baseline_popularity_hr_at_k"], val  # a weak margin: towers need more data
     history = json.loads((result.run_dir / "history.json").read_text())
     assert history[-1]["loss"] < history[0]["loss"], history  # the in-batch softmax loss itself goes down
+    from tasks.recommendation import write_projector
+
+    folder = write_projector(result.model, result_info(result), tmp_path / "projector")  # towers' item embeddings
+    assert np.loadtxt(folder / "item_vectors.tsv", delimiter="\t").shape == (120, 16)
+
+
+def result_info(result):
+    from pipelines.data import data_info_from_dict
+
+    return data_info_from_dict(json.loads((result.run_dir / "data_info.json").read_text()))
 
 
 def test_predict_writes_item_embeddings_for_the_projector(explicit_run, tmp_path):
