@@ -284,3 +284,25 @@ def to_dataset(user_ids: np.ndarray, item_ids: np.ndarray, targets: np.ndarray):
 
     return tf.data.Dataset.from_tensor_slices(
         ({"user": user_ids.astype(np.int32), "item": item_ids.astype(np.int32)}, targets.astype(np.float32)))
+
+
+def negative_resampler(users: np.ndarray, items: np.ndarray, num_items: int, tries: int = 8):
+    """A training-only `augment` hook: each row labelled 0 (a sampled negative) gets a fresh item
+    every epoch, drawn from the row's stateless seed (epoch, position), so the model never sees the
+    same fixed negatives twice and a resumed run draws the same ones. The first of `tries` uniform
+    draws in [1, num_items) the user did not interact with in training (`users`, `items`: the
+    training positives) is kept; positives pass unchanged."""
+    import tensorflow as tf
+
+    seen = np.unique(users.astype(np.int64) * num_items + items.astype(np.int64))
+    keys = tf.constant(np.r_[seen, np.iinfo(np.int64).max])  # the sentinel keeps every lookup in range
+
+    def resample(x, y, seed):
+        user = tf.cast(x["user"], tf.int64)
+        draws = tf.random.stateless_uniform([tries], seed=seed, minval=1, maxval=num_items, dtype=tf.int64)
+        wanted = user * num_items + draws
+        unseen = tf.not_equal(tf.gather(keys, tf.searchsorted(keys, wanted)), wanted)
+        fresh = tf.cast(draws[tf.argmax(tf.cast(unseen, tf.int32))], tf.int32)
+        return {"user": x["user"], "item": tf.where(y[0] > 0.5, x["item"], fresh)}, y
+
+    return resample

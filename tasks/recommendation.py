@@ -9,8 +9,9 @@ rows only and saved with the run; unseen ids map to 0 (out of vocabulary) and ar
 
 Explicit: the model regresses the rating (loss MSE, metrics RMSE/MAE, lower is better) and every
 evaluation also reports the global-mean and user/item-bias baselines on the same rows. Implicit:
-pointwise logits against sampled negatives (binary cross-entropy), evaluated at epoch end by HR@k
-and NDCG@k against 99 sampled negatives, full-ranking Recall@k / NDCG@k, and the popularity ranking.
+pointwise logits against negatives re-drawn every epoch (binary cross-entropy; mf, neumf) or the
+two towers' in-batch sampled softmax with logQ correction, evaluated at epoch end by HR@k and
+NDCG@k against 99 sampled negatives, full-ranking Recall@k / NDCG@k, and the popularity ranking.
 """
 
 from __future__ import annotations
@@ -59,7 +60,15 @@ class RecommendationConfig(TrainConfig):
     time_column: str = field(default="timestamp", metadata={"help": "CSV header of the timestamps ('' = none)"})
     implicit_threshold: float = field(default=0.0, metadata={
         "help": "implicit: ratings >= this count as interactions (0 = every row)"})
-    num_negatives: int = field(default=4, metadata={"help": "implicit: sampled negatives per positive in training"})
+    implicit_loss: str = field(default="auto", metadata={
+        "choices": ("auto", "pointwise", "softmax"),
+        "help": "implicit: pointwise (binary cross-entropy vs sampled negatives) or softmax (in-batch sampled "
+                "softmax, two_tower only); auto = softmax for two_tower, pointwise otherwise"})
+    logq_correction: bool = field(default=True, metadata={
+        "help": "softmax: subtract the log of each item's chance of being a batch candidate (popularity)"})
+    num_negatives: int = field(default=4, metadata={
+        "help": "implicit: sampled negatives per positive in training, drawn afresh every epoch "
+                "(softmax: extra uniform candidates beside the batch's positives)"})
     eval_negatives: int = field(default=99, metadata={"help": "implicit: sampled negatives per held-out positive (HR/NDCG)"})
     k: int = field(default=10, metadata={"help": "cut-off of HR@k, NDCG@k, Recall@k and predict's top-k", "positive": True})
     full_ranking_users: int = field(default=1000, metadata={"help": "implicit: users (seeded sample) ranked over all items"})
@@ -71,6 +80,16 @@ class RecommendationConfig(TrainConfig):
         if not 0.0 <= self.test_fraction < 1.0 or self.test_fraction + self.val_fraction >= 1.0:
             raise UserError(f"--set test_fraction={self.test_fraction}: expected 0 <= test_fraction and "
                             f"test_fraction + val_fraction ({self.val_fraction}) < 1")
+        if self.implicit_loss == "softmax" and self.model != "two_tower":
+            raise UserError(f"--set implicit_loss=softmax: needs model=two_tower (the in-batch softmax scores every "
+                            f"batch user against every batch item through the towers), got model={self.model}")
+
+    @property
+    def in_batch_softmax(self) -> bool:
+        """Implicit feedback trained by the two towers' in-batch softmax (see `implicit_loss`)."""
+        if self.feedback != "implicit":
+            return False
+        return self.implicit_loss == "softmax" or (self.implicit_loss == "auto" and self.model == "two_tower")
 
 
 # --- data ------------------------------------------------------------------------------------------
@@ -216,11 +235,17 @@ def _finish(cfg, loaded: _Loaded, fitted: DataInfo | None) -> Data:
     explicit = cfg.feedback == "explicit"
     extra = {"feedback": cfg.feedback, "split": cfg.split, "unseen": unseen,
              "num_users": len(vocab["users"]) - 1, "num_items": len(vocab["items"]) - 1}
-    sets, counts = {}, {}
+    sets, counts, augment = {}, {}, None
+    if not explicit and cfg.num_negatives:  # training negatives drawn afresh every epoch
+        augment = ratings.negative_resampler(*ids["train"], len(vocab["items"]))
     for salt, (split, (u, i)) in enumerate(ids.items()):
         y = rows[split].ratings
         if not explicit:
             u, i, y = _with_negatives(u, i, cfg, vocab, salt)
+        if split == "train":  # rows come in file order (by user) and negatives after positives: mix them once,
+            # so the shuffle buffer of the training stream draws batches across users and labels
+            mix = np.random.default_rng([cfg.seed, 8]).permutation(len(y))
+            u, i, y = u[mix], i[mix], y[mix]
         sets[split] = ratings.to_dataset(u, i, y[:, None])
         counts[split] = len(y)
     if explicit:
@@ -236,7 +261,7 @@ def _finish(cfg, loaded: _Loaded, fitted: DataInfo | None) -> Data:
                     {"user": id_spec("users"), "item": id_spec("items")}, extra=extra,
                     num_test=counts.get("test", 0), targets={"rating" if explicit else "label": InputSpec((1,))},
                     vocabularies=vocabularies, splits=loaded.origins)
-    return Data.from_splits(sets, info)
+    return Data.from_splits(sets, info, augment=augment)
 
 
 def build_datasets(cfg: RecommendationConfig) -> Data:
@@ -256,10 +281,33 @@ def build_model(cfg: RecommendationConfig, info: DataInfo):
     mean = info.extra.get("bias_baseline", {}).get("global_mean", 0.0) if explicit else 0.0
     return recommender.MODELS[cfg.model](
         len(info.vocabularies["users"]), len(info.vocabularies["items"]), embedding_dim=cfg.embedding_dim,
-        l2=cfg.l2, dropout=cfg.dropout, hidden=tuple(cfg.hidden), explicit=explicit, global_mean=mean)
+        l2=cfg.l2, dropout=cfg.dropout, hidden=tuple(cfg.hidden), explicit=explicit, global_mean=mean,
+        in_batch_softmax=cfg.in_batch_softmax)
+
+
+def candidate_probabilities(popularity: np.ndarray, num_negatives: int) -> np.ndarray:
+    """Each item's chance of filling one candidate slot of a training batch: a positive slot draws
+    items by training popularity, a negative slot uniformly from the known items (id 0 excluded)."""
+    positive_share = 1.0 / (1 + num_negatives)
+    uniform = np.r_[0.0, np.full(len(popularity) - 1, 1.0 / max(1, len(popularity) - 1))]
+    return positive_share * popularity / max(1, popularity.sum()) + (1 - positive_share) * uniform
+
+
+def prepare(model, data: Data, cfg) -> dict:
+    """In-batch softmax with logQ correction: fill the item tower's sampling-probability table
+    (a non-trainable weight, so evaluate and predict get it back from the checkpoint)."""
+    if not (cfg.in_batch_softmax and cfg.logq_correction):
+        return {}
+    _, popularity = _train_index(cfg, data.info.vocabularies)
+    q = candidate_probabilities(popularity.astype(np.float64), cfg.num_negatives)
+    table = model.get_layer("item_tower").get_layer("item_sampling_probability")
+    table.embeddings.assign(q[:, None].astype("float32"))
+    return {}
 
 
 def loss(cfg, info):
+    if cfg.in_batch_softmax:  # the model's own compute_loss: softmax over the batch's items
+        return None
     if cfg.feedback == "explicit":
         return keras.losses.MeanSquaredError()
     return keras.losses.BinaryCrossentropy(from_logits=True)
@@ -268,6 +316,8 @@ def loss(cfg, info):
 def metrics(cfg, info):
     if cfg.feedback == "explicit":  # Keras declares both lower-is-better
         return [keras.metrics.RootMeanSquaredError(name="rmse"), keras.metrics.MeanAbsoluteError(name="mae")]
+    if cfg.in_batch_softmax:  # its scores rank items; a per-pair accuracy or AUC would say nothing
+        return []
     return [keras.metrics.BinaryAccuracy(name="accuracy", threshold=0.0), keras.metrics.AUC(name="auc", from_logits=True)]
 
 
@@ -377,11 +427,19 @@ def _user_row(model, user: str, cfg, info: DataInfo, options: dict) -> dict:
     return row
 
 
+def _find_layer(model, name: str):
+    """A layer by name, also inside sub-models (two_tower keeps its embeddings in its towers)."""
+    for layer in model._flatten_layers(include_self=False):
+        if layer.name == name:
+            return layer
+    raise ValueError(f"model {model.name!r} has no layer {name!r}")
+
+
 def write_projector(model, info: DataInfo, folder: Path) -> Path:
     """TensorBoard projector files for the item embeddings (one row per vocabulary item, OOV left out),
     labelled by item id and title: vectors and metadata as TSV, so no checkpoint is needed."""
     folder.mkdir(parents=True, exist_ok=True)
-    vectors = keras.ops.convert_to_numpy(model.get_layer("item_embedding").embeddings)[1:]
+    vectors = keras.ops.convert_to_numpy(_find_layer(model, "item_embedding").embeddings)[1:]
     np.savetxt(folder / "item_vectors.tsv", vectors, delimiter="\t", fmt="%.5f")
     items, titles = info.vocabularies["items"][1:], (info.vocabularies.get("item_titles") or [])[1:]
     clean = lambda t: str(t).replace("\t", " ").replace("\n", " ")  # noqa: E731
@@ -424,6 +482,7 @@ register(Task(
                      "learning_rate": 5e-3},
     },
     split_metrics=SPLIT_METRICS,
+    prepare=prepare,
     predict_outputs=predict_outputs,
     sample_inputs=sample_inputs,
     best_metric="val_loss",

@@ -1,7 +1,11 @@
-"""Recommendation yardsticks in NumPy: the user/item bias baseline and the ranking metrics.
+"""Recommendation yardsticks: the user/item bias baseline and the ranking metrics.
 
 Rating errors themselves come from `training.baselines.regression_errors` (shared with the other
-numeric-target tasks). Ids are vocabulary ids (0 = out of vocabulary: no bias, never recommended).
+numeric-target tasks). Full-ranking Recall@k / NDCG@k are keras-rs metrics. HR@k / NDCG@k of the
+sampled protocol stay in NumPy: they need one positive's rank among its negatives with ties
+counted half (keras-rs breaks ties at random or by position), which matters for the popularity
+baseline, whose integer scores tie often. Ids are vocabulary ids (0 = out of vocabulary: no bias,
+never recommended).
 """
 
 from __future__ import annotations
@@ -65,22 +69,27 @@ def sample_negatives(users: np.ndarray, seen: dict, num_items: int, count: int, 
     return out
 
 
-def full_ranking(scores: np.ndarray, relevant: list, exclude: list, k: int) -> dict:
+def full_ranking(scores: np.ndarray, relevant: list, exclude: list, k: int, chunk: int = 256) -> dict:
     """Recall@k and NDCG@k over every item: scores (users, items); per user, relevant and excluded ids.
 
-    Recall@k = hits in the top k / number of relevant items; NDCG@k normalises by the ideal
-    ranking of min(k, relevant) hits. Excluded items (the user's training items, OOV id 0) never rank.
+    keras-rs `RecallAtK` / `NDCG` (binary relevance): Recall@k = hits in the top k / relevant items;
+    NDCG@k normalises by the ideal ranking of min(k, relevant) hits. Excluded items (the user's
+    training items, OOV id 0) are masked: they never rank and never count as relevant.
     """
-    scores = np.array(scores, np.float64)
-    scores[:, 0] = -np.inf
-    recalls, ndcgs = [], []
-    discounts = 1.0 / np.log2(np.arange(2, k + 2))
-    for row, (rel, exc) in enumerate(zip(relevant, exclude)):
-        s = scores[row]
-        s[list(exc)] = -np.inf
-        top = np.argpartition(-s, k)[:k] if k < len(s) else np.arange(len(s))
-        top = top[np.argsort(-s[top], kind="stable")]
-        hits = np.isin(top, list(rel))
-        recalls.append(hits.sum() / len(rel))
-        ndcgs.append((hits * discounts[: len(top)]).sum() / discounts[: min(k, len(rel))].sum())
-    return {"recall": float(np.mean(recalls)), "ndcg": float(np.mean(ndcgs))}
+    import keras_rs
+
+    recall = keras_rs.metrics.RecallAtK(k=k, shuffle_ties=False)
+    ndcg = keras_rs.metrics.NDCG(k=k, shuffle_ties=False)
+    scores = np.asarray(scores, np.float32)
+    for start in range(0, len(scores), chunk):
+        rows = range(start, min(start + chunk, len(scores)))
+        truth = np.zeros((len(rows), scores.shape[1]), np.float32)
+        mask = np.ones(truth.shape, bool)
+        mask[:, 0] = False
+        for r, row in enumerate(rows):
+            truth[r, np.asarray(relevant[row], np.int64)] = 1.0
+            mask[r, np.asarray(list(exclude[row]), np.int64)] = False
+        y_true = {"labels": truth, "mask": mask}
+        recall.update_state(y_true, scores[start:rows.stop])
+        ndcg.update_state(y_true, scores[start:rows.stop])
+    return {"recall": float(recall.result()), "ndcg": float(ndcg.result())}

@@ -130,21 +130,44 @@ def test_ml_latest_small_reads_as_shipped():
     assert rows.titles["1"] == "Toy Story (1995)" and rows.ratings.min() == 0.5
 
 
-IMPLICIT = ["feedback=implicit", "num_users=150", "num_items=120", "num_ratings=9000", "embedding_dim=16", "epochs=3",
-            "batch_size=128", "learning_rate=1e-2", "l2=0.002", "num_negatives=2", "full_ranking_users=150",
-            "best_metric=val_ndcg_at_k", FAST_JIT]
+IMPLICIT = ["num_users=150", "num_items=120", "num_ratings=9000", "embedding_dim=16", "epochs=3", "batch_size=128",
+            "learning_rate=1e-2", "num_negatives=2", "full_ranking_users=150", FAST_JIT]  # + the implicit preset
 
 
-def test_implicit_fit_ranks_above_popularity(tmp_path):
+def test_recommended_implicit_fit_ranks_twice_above_popularity(tmp_path):
     from training.loop import fit
 
     task = get_task(TASK)
-    result = fit(task, resolve_config(task, sets=IMPLICIT), tmp_path / "run", verbose=0)
+    result = fit(task, resolve_config(task, preset="implicit", sets=IMPLICIT), tmp_path / "run", verbose=0)
     val = result.metrics["best"]["validation"]
-    assert val["hr_at_k"] > 1.5 * val["baseline_popularity_hr_at_k"], val
-    assert val["ndcg_at_k"] > 1.5 * val["baseline_popularity_ndcg_at_k"], val
+    assert val["hr_at_k"] >= 2.0 * val["baseline_popularity_hr_at_k"], val  # the acceptance margin
+    assert val["ndcg_at_k"] >= 2.0 * val["baseline_popularity_ndcg_at_k"], val
     assert 0 < val["recall_at_k_full"] <= 1 and 0 < val["ndcg_at_k_full"] <= 1, val
     assert result.metrics["best"]["metric"] == "val_ndcg_at_k" and result.metrics["best"]["direction"] == "up"
+
+
+def test_two_tower_in_batch_softmax_learns_through_fit(tmp_path):
+    from training.loop import fit
+
+    task = get_task(TASK)
+    cfg = resolve_config(task, preset="implicit", sets=[*IMPLICIT, "model=two_tower", "num_negatives=0", "epochs=4",
+                                                        "learning_rate=5e-3", "hidden=16,"])
+    assert cfg.in_batch_softmax
+    result = fit(task, cfg, tmp_path / "run", verbose=0)
+    val = result.metrics["best"]["validation"]
+    assert val["hr_at_k"] > 1.1 * val["baseline_popularity_hr_at_k"], val  # a weak margin: towers need more data
+    history = json.loads((result.run_dir / "history.json").read_text())
+    assert history[-1]["loss"] < history[0]["loss"], history  # the in-batch softmax loss itself goes down
+    from tasks.recommendation import write_projector
+
+    folder = write_projector(result.model, result_info(result), tmp_path / "projector")  # towers' item embeddings
+    assert np.loadtxt(folder / "item_vectors.tsv", delimiter="\t").shape == (120, 16)
+
+
+def result_info(result):
+    from pipelines.data import data_info_from_dict
+
+    return data_info_from_dict(json.loads((result.run_dir / "data_info.json").read_text()))
 
 
 def test_predict_writes_item_embeddings_for_the_projector(explicit_run, tmp_path):
@@ -159,3 +182,30 @@ def test_predict_writes_item_embeddings_for_the_projector(explicit_run, tmp_path
     meta = (folder / "item_metadata.tsv").read_text().splitlines()
     assert vectors.shape == (120, 16) and len(meta) == 121 and meta[1] == f"{info.vocabularies['items'][1]}\tItem 1"
     assert 'tensor_path: "item_vectors.tsv"' in (folder / "projector_config.pbtxt").read_text()
+
+
+def test_in_batch_softmax_masks_accidental_hits_and_corrects_by_popularity(tmp_path):
+    import keras
+
+    from keras_models.recommender import two_tower
+
+    model = two_tower(4, 6, embedding_dim=3, hidden=(3,), l2=0.0, explicit=False, in_batch_softmax=True)
+    q = np.asarray([0.0, 0.1, 0.2, 0.3, 0.2, 0.2], np.float32)
+    model.get_layer("item_tower").get_layer("item_sampling_probability").embeddings.assign(q[:, None])
+    users, items = np.asarray([1, 2, 3, 1], np.int32), np.asarray([2, 2, 4, 5], np.int32)  # rows 0, 1: same item
+    labels = np.asarray([[1.0], [1.0], [1.0], [0.0]], np.float32)  # row 3 is a sampled negative: no query
+    u = keras.ops.convert_to_numpy(model.get_layer("user_tower")(users))
+    v, b, _ = (keras.ops.convert_to_numpy(t) for t in model.get_layer("item_tower")(items))
+    expected = u @ v.T + b.reshape(1, -1) - np.log(q[items]).reshape(1, -1)
+    logits = keras.ops.convert_to_numpy(model.in_batch_logits(users, items))
+    assert logits[0, 1] < -1e8 and logits[1, 0] < -1e8  # the other row's copy of one's own positive
+    keep = np.ones((4, 4), bool)
+    keep[0, 1] = keep[1, 0] = False
+    np.testing.assert_allclose(logits[keep], expected[keep], rtol=1e-5, atol=1e-5)
+    ce = [np.log(np.exp(expected[r][keep[r]]).sum()) - expected[r, r] for r in range(3)]
+    loss = model.compute_loss({"user": users, "item": items}, labels, None, training=False)
+    assert float(keras.ops.convert_to_numpy(loss)) == pytest.approx(np.mean(ce), rel=1e-5)
+    model.save(tmp_path / "two_tower.keras")  # the saved model keeps its class, towers and probability table
+    again = keras.saving.load_model(tmp_path / "two_tower.keras")
+    assert type(again).__name__ == "InBatchSoftmax"
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(again.in_batch_logits(users, items)), logits, rtol=1e-6)

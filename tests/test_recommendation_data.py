@@ -1,5 +1,6 @@
-"""Recommendation data and metrics without keras: MovieLens layouts, CSV columns, bad rows, splits,
-vocabularies, the bias baseline and the ranking metrics against hand-computed values."""
+"""Recommendation data and metrics without training: MovieLens layouts, CSV columns, bad rows, splits,
+vocabularies, per-epoch negatives, the bias baseline and the ranking metrics (full ranking by keras-rs)
+against hand-computed values."""
 
 import math
 
@@ -156,3 +157,31 @@ def test_negatives_avoid_the_users_seen_items():
     negs = rm.sample_negatives(np.asarray([1, 2, 1]), seen, num_items=6, count=20, seed=0)
     assert negs.shape == (3, 20) and negs.min() >= 1 and negs.max() <= 5
     assert not np.isin(negs[[0, 2]], [1, 2, 3]).any() and not np.isin(negs[1], [4]).any()
+
+
+def test_training_negatives_are_drawn_afresh_each_epoch_and_stay_unseen():
+    from pipelines import stream
+
+    users, items = np.asarray([1, 1, 2, 3]), np.asarray([1, 2, 3, 4])
+    seen = {(1, 1), (1, 2), (2, 3), (3, 4)}
+    n = 3  # negatives per positive, first drawn once (item 5 here), then re-drawn by the hook
+    rows_u = np.r_[users, np.repeat(users, n)]
+    rows_i = np.r_[items, np.full(len(users) * n, 5)]
+    labels = np.r_[np.ones(len(users)), np.zeros(len(users) * n)][:, None]
+    ds = ratings.to_dataset(rows_u, rows_i, labels)
+    resample = ratings.negative_resampler(users, items, num_items=9)
+    batches = list(stream.training_stream(ds, num_examples=len(labels), batch_size=len(labels), seed=0,
+                                          end_epoch=4, augment=resample).as_numpy_iterator())
+    epochs = []
+    for x, y in batches:
+        pairs = list(zip(x["user"].tolist(), x["item"].tolist(), y[:, 0].tolist()))
+        assert sorted(p[:2] for p in pairs if p[2] == 1) == sorted(seen)  # positives pass unchanged
+        negatives = sorted(p[:2] for p in pairs if p[2] == 0)
+        assert len(negatives) == len(users) * n and not set(negatives) & seen
+        assert all(1 <= i <= 8 for _, i in negatives) and sorted(u for u, _ in negatives) == sorted(np.repeat(users, n))
+        epochs.append(negatives)
+    assert len(epochs) == 4 and len({tuple(e) for e in epochs}) == 4  # a new draw every epoch
+    again = list(stream.training_stream(ds, num_examples=len(labels), batch_size=len(labels), seed=0, start_epoch=2,
+                                        end_epoch=3, augment=resample).as_numpy_iterator())
+    x, y = again[0]
+    assert sorted((u, i) for u, i, t in zip(x["user"], x["item"], y[:, 0]) if t == 0) == epochs[2]  # resumable
