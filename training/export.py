@@ -83,7 +83,8 @@ def check_request(task: Task, req: ExportRequest) -> None:
 def require_packages(fmt: str) -> None:
     missing = [pkg for module, pkg in NEEDS[fmt].items() if importlib.util.find_spec(module) is None]
     if missing:
-        raise UserError(f"--format {fmt} needs {', '.join(missing)} (not installed): {EXTRA}")
+        how = EXTRA if fmt != "openvino" else "pip install openvino (large; not in the export extra)"
+        raise UserError(f"--format {fmt} needs {', '.join(missing)} (not installed): {how}")
 
 
 def artifact_path(out_dir: Path, fmt: str) -> Path:
@@ -364,6 +365,7 @@ def export_run(task: Task, req: ExportRequest, print_report=print) -> dict:
     """Export one run; writes OUT/export_report.json; raises ParityError when the artifact differs."""
     import keras
 
+    from training import portable
     from training.inference import load_trained_model
 
     check_request(task, req)
@@ -373,7 +375,8 @@ def export_run(task: Task, req: ExportRequest, print_report=print) -> dict:
     model, cfg, info = load_trained_model(task, run_dir, req.checkpoint)
     trained_on = rundir.read_json(run_dir / rundir.CONFIG).get("backend", "tensorflow")
     serving = spec.serving_model(model, cfg, info, req.fmt)
-    batches = validation_batches(task, cfg, info, req.batches)
+    # A model that consumes something else than the data (a GAN's generator takes latents) says so.
+    batches = [(portable.example_inputs(model, x), y) for x, y in validation_batches(task, cfg, info, req.batches)]
     serving.predict_on_batch(spec.served_inputs(batches[0][0], cfg, info, req.fmt))  # exporters need a called model
     path = artifact_path(out_dir, req.fmt)
     t0 = time.perf_counter()
@@ -383,7 +386,11 @@ def export_run(task: Task, req: ExportRequest, print_report=print) -> dict:
         first = (str(exc).strip().splitlines() or [exc.__class__.__name__])[0][:200]
         raise UserError(f"--format {req.fmt}: {task.name}'s model does not convert ({first})") from None
     export_s = time.perf_counter() - t0
-    check = compare(task, spec, serving, Artifact(path, req.fmt), batches, cfg, info, req.fmt)
+    try:
+        check = compare(task, spec, serving, Artifact(path, req.fmt), batches, cfg, info, req.fmt)
+    except RuntimeError as exc:  # e.g. LiteRT without the ops the converted graph needs
+        first = (str(exc).strip().splitlines() or [exc.__class__.__name__])[0][:200]
+        raise UserError(f"--format {req.fmt}: {task.name}'s artifact does not run in its runtime ({first})") from None
     report = {"task": task.name, "run_dir": str(run_dir), "checkpoint": req.checkpoint, "trained_on": trained_on,
               "exported_on": keras.config.backend(), "format": req.fmt, "quantize": req.quantize,
               "artifact": str(path), "artifact_bytes": artifact_bytes(path), "export_s": round(export_s, 2),
@@ -445,7 +452,8 @@ def summary(report: dict) -> str:
     if "float32" in report:
         f = report["float32"]
         drop = f" metric drop {f['metric_drop_points']:.2f} points," if "metric_drop_points" in f else ""
-        lines.append(f"  vs float32:      {drop} size x{f['size_ratio']}, latency x{f['latency_ratio']}")
+        ratios = ", ".join(f"x{v} at {k.replace('_', ' ')}" for k, v in f["latency_ratio"].items())
+        lines.append(f"  vs float32:      {drop} size x{f['size_ratio']}, latency {ratios}")
     if "backend_check" in report:
         b = report["backend_check"]
         lines.append(f"  vs {b['backend']}:         max abs diff {b['max_abs_diff']:.3g} (model on the backend it was trained on)")
@@ -488,6 +496,15 @@ def export_many_in_fresh_process(jobs: list[dict], work: Path, timeout: float = 
     if proc.returncode != 0:
         raise RuntimeError(f"export process failed (exit {proc.returncode}):\n{proc.stderr[-4000:]}")
     return json.loads((work / "results.json").read_text())
+
+
+def export_many_on_tensorflow(jobs: list[dict], work: Path) -> list[dict]:
+    """export_many here when this process runs TensorFlow, else in one fresh TensorFlow process."""
+    import keras
+
+    if keras.config.backend() == "tensorflow":
+        return export_many(jobs)
+    return export_many_in_fresh_process(jobs, work)
 
 
 if __name__ == "__main__":
