@@ -39,11 +39,12 @@ def runs(tmp_path_factory):
 @pytest.fixture(scope="module")
 def exported(runs, tmp_path_factory):
     """{(task, format[, quantize]): result} for saved_model + onnx of each main task, litert for classification."""
-    jobs = [{"task": name, "run_dir": str(run_dir), "fmt": fmt, "batches": 2, "backend_check": False}
+    jobs = [{"task": name, "run_dir": str(run_dir), "fmt": fmt, "batches": 1, "backend_check": False,
+             "latency_budget_s": 0.02}
             for name, run_dir in runs.items() for fmt in ("saved_model", "onnx")]
     jobs[0]["backend_check"] = True  # classification saved_model: also against the model on the training backend
-    jobs += [{"task": "classification", "run_dir": str(runs["classification"]), "fmt": "litert", "batches": 2,
-              "backend_check": False, "quantize": q} for q in ("none", "dynamic")]
+    jobs += [{"task": "classification", "run_dir": str(runs["classification"]), "fmt": "litert", "batches": 1,
+              "backend_check": False, "quantize": q, "latency_budget_s": 0.02} for q in ("none", "dynamic")]
     results = run_exports(jobs, tmp_path_factory.mktemp("export-work"))
     return {(r["task"], r["fmt"], j.get("quantize", "none")): r for r, j in zip(results, jobs)}
 

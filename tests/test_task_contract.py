@@ -128,7 +128,8 @@ def test_every_task_exports_a_saved_model_or_refuses(fitted, tmp_path):
     from tasks.base import get_task
     from training.export import export_many_on_tensorflow, spec_of
 
-    jobs = [{"task": name, "run_dir": str(path.parent), "fmt": "saved_model", "batches": 1, "backend_check": False}
+    jobs = [{"task": name, "run_dir": str(path.parent), "fmt": "saved_model", "batches": 1, "backend_check": False,
+             "latency_budget_s": 0.02}
             for name, (path, _, _) in fitted.items()]
     for result in export_many_on_tensorflow(jobs, tmp_path):
         reason = spec_of(get_task(result["task"])).refusal("saved_model")
