@@ -89,6 +89,12 @@ def plain_export(refuse: Optional[dict] = None, outside: str = "", tolerance: fl
                   refuse=dict(refuse or {}), outside=outside, tolerance=tolerance)
 
 
+def refuse_subclassed(what: str) -> Export:
+    """Every format refused: Keras' model.export cannot infer a subclassed wrapper's input signature."""
+    reason = f"Keras' model.export cannot infer the input signature of the {what} (a subclassed model); not offered yet"
+    return plain_export(refuse={fmt: reason for fmt in FORMATS})
+
+
 def argmax_decision(outputs: list) -> np.ndarray:
     return np.argmax(np.asarray(outputs[0]), axis=-1)
 

@@ -379,7 +379,7 @@ def export_run(task: Task, req: ExportRequest, print_report=print) -> dict:
     serving = spec.serving_model(model, cfg, info, req.fmt)
     # A model that consumes something else than the data (a GAN's generator takes latents) says so.
     batches = [(portable.example_inputs(model, x), y) for x, y in validation_batches(task, cfg, info, req.batches)]
-    serving.predict_on_batch(spec.served_inputs(batches[0][0], cfg, info, req.fmt))  # exporters need a called model
+    serving(spec.served_inputs(batches[0][0], cfg, info, req.fmt), training=False)  # exporters need a called model
     path = artifact_path(out_dir, req.fmt)
     t0 = time.perf_counter()
     try:
