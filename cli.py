@@ -6,6 +6,7 @@
   python cli.py evaluate --task classification --run-dir tensorboard_logs/classification/<run>
   python cli.py predict --task classification --run-dir <run> image1.png image2.jpg
   python cli.py compare --task classification --preset debug
+  python cli.py export --run-dir <run> --format onnx
   python cli.py tensorboard
 
 This file only parses arguments: it sets KERAS_BACKEND before anything imports keras. Commands
@@ -32,6 +33,17 @@ EPILOG = """examples:
   python cli.py fit --task classification --data tfds:mnist --preset small
   python cli.py fit --task classification --data path/to/class_folders
   python cli.py fit --resume tensorboard_logs/classification/20261124-101500-tensorflow
+"""
+
+
+EXPORT_EPILOG = """examples:
+  python cli.py export --run-dir tensorboard_logs/classification/<run> --format saved_model
+  python cli.py export --run-dir <run> --format litert --quantize dynamic
+  python cli.py predict --run-dir <run> --artifact <run>/export/onnx/model.onnx image.png
+Export runs on TensorFlow (the exporters are TensorFlow tools) whatever backend trained the run. The
+artifact is then loaded with its own runtime and compared with the Keras model on validation batches;
+export_report.json holds the differences, the task's metric through the artifact, size and latency.
+A difference beyond the tolerance exits with code 4. Exporters: pip install -e ".[export]"
 """
 
 
@@ -122,7 +134,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--frames", metavar="FOLDER", help="tracking: a folder of video frames to track through. Example: --frames clip/img")
     p.add_argument("--box", metavar="X,Y,W,H", help="tracking: the object's box in the first frame (pixels, 1-based x,y as in "
                    "OTB files). Example: --box 205,151,17,50")
+    p.add_argument("--artifact", metavar="PATH", help="predict with an exported artifact (SavedModel folder, .onnx, .tflite, "
+                   ".xml) of this run instead of its Keras model. Example: --artifact RUN/export/onnx/model.onnx")
     p.add_argument("inputs", nargs="*", help="input files (images), strings or folders (tracking sequences), per task")
+
+    p = sub.add_parser("export", help="write a deployable artifact of a run and check it predicts what the run's model does",
+                       epilog=EXPORT_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    _common(p)
+    p.add_argument("--run-dir", required=True, help="a run directory written by fit (trained on either backend)")
+    p.add_argument("--task", help="task name (default: read from the run)")
+    p.add_argument("--format", required=True, help="saved_model | onnx | litert | openvino. Example: --format onnx")
+    p.add_argument("--checkpoint", default="final", choices=("final", "best", "last"),
+                   help="final model.keras, best or last checkpoint (default final)")
+    p.add_argument("--out", help="artifact folder (default: RUN_DIR/export/<format>[-<quantize>])")
+    p.add_argument("--quantize", default="none", help="none | dynamic | float16 (litert; onnx: dynamic). Example: --quantize dynamic")
+    p.add_argument("--batches", type=int, default=4, help="validation batches the parity check runs (default 4)")
+    p.add_argument("--no-backend-check", action="store_true",
+                   help="skip comparing with the model on the backend the run was trained on (a fresh process)")
 
     p = sub.add_parser("tensorboard", help="start TensorBoard on the log root and print its URL")
     _common(p)
@@ -144,6 +172,8 @@ def _run_backend(args) -> str:
             saved = None
     if args.command == "fit" and args.resume and saved and args.backend and args.backend != saved:
         raise UserError(f"--backend {args.backend}: the run in {args.resume} was trained on {saved}; resume it on {saved}")
+    if args.command == "export":
+        return "tensorflow"  # the exporters are TensorFlow tools; any run's weights load there
     return args.backend or (saved if args.command == "fit" and args.resume else None) or \
         os.environ.get("KERAS_BACKEND") or "tensorflow"
 

@@ -10,6 +10,7 @@ import numpy as np
 from pipelines import Data
 from tasks import generative_common as common
 from tasks.base import Task, register
+from tasks.exporting import plain_export
 from tasks.lazy import lazy_module
 
 keras = lazy_module("keras")
@@ -93,5 +94,7 @@ register(Task(
     visualize=visualize,
     predict_outputs=predict_outputs,
     sample_inputs=common.sample_inputs,
+    export=plain_export(refuse={"litert": "its converted graph needs Select TensorFlow ops (the Flex delegate), "
+                                          "which the plain LiteRT interpreter lacks; use saved_model or onnx"}),
     best_metric="val_psnr",
 ))

@@ -20,6 +20,7 @@ if TYPE_CHECKING:  # hook signatures only: importing keras here would pick a bac
     import keras
 
     from pipelines.data import Data, DataInfo
+    from tasks.exporting import Export
 
 
 @dataclass(frozen=True)
@@ -164,6 +165,7 @@ class Task:
     split_metrics: Optional[SplitMetrics] = None
     rebuild_datasets: Optional[RebuildDatasets] = None
     prepare: Optional[Prepare] = None
+    export: Optional["Export"] = None  # serving signature, decision and refused formats (tasks/exporting.py)
     visualize_examples: int = 32  # validation examples handed to visualize (e.g. more for a confusion matrix)
     best_metric: str = "val_loss"  # default metric for the best checkpoint; its direction comes from the metric
 

@@ -14,6 +14,7 @@ from pipelines import files, shapes
 from pipelines import splits as split_rules
 from pipelines.labels import check_label_set
 from tasks import visuals
+from tasks.exporting import image_export
 from tasks.base import Task, TrainConfig, register
 from tasks.lazy import lazy_module
 
@@ -209,5 +210,6 @@ register(Task(
     visualize=visualize,
     predict_outputs=predict_outputs,
     sample_inputs=sample_inputs,
+    export=image_export("class probabilities (N, classes)", "argmax class"),
     best_metric="val_accuracy",
 ))

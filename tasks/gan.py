@@ -11,6 +11,7 @@ from errors import UserError
 from pipelines import Data
 from tasks import generative_common as common
 from tasks.base import Task, register
+from tasks.exporting import refuse_subclassed
 from tasks.lazy import lazy_module
 
 keras = lazy_module("keras")
@@ -133,6 +134,7 @@ register(Task(
     visualize=visualize,
     predict_outputs=predict_outputs,
     compile=compile,
+    export=refuse_subclassed("GAN wrapper over two networks"),
     best_metric="val_sample_distance",
     prepare=prepare,
 ))

@@ -15,6 +15,7 @@ from pipelines import Data, DataInfo, parse_data_spec
 from pipelines import splits as split_rules
 from pipelines import files, shapes
 from tasks import visuals
+from tasks.exporting import image_export
 from tasks.base import Task, TrainConfig, register
 from tasks.lazy import lazy_module
 
@@ -248,5 +249,7 @@ register(Task(
     visualize=visualize,
     predict_outputs=predict_outputs,
     sample_inputs=sample_inputs,
+    export=image_export("per-pixel class probabilities (N, h, w, classes) at the model's size", "mask pixels",
+                        outside="resizing the mask back to the input's size (nearest), as predict does"),
     best_metric="val_mean_iou",
 ))

@@ -23,6 +23,7 @@ from pipelines.data import InputSpec
 from pipelines.labels import check_label_set
 from pipelines.splits import carve_indices, carved_note, find_split_folders
 from tasks.base import Task, TrainConfig, register
+from tasks.exporting import Export, argmax_decision, log_probabilities
 from tasks.lazy import lazy_module
 from tasks.visuals import confusion_image, confusion_matrix
 
@@ -311,6 +312,47 @@ def predict_outputs(model, inputs: list[str], out_dir: Path, cfg, info: DataInfo
     return rows
 
 
+# --- export: the SavedModel takes raw strings (the run's vocabulary inside the graph) ----------------
+# tf2onnx and the LiteRT converter have no string ops, so ONNX and LiteRT take token ids.
+
+
+def serving_model(model, cfg, info: DataInfo, fmt: str):
+    """Raw strings (SavedModel) or token ids -> the model -> class probabilities."""
+    length = info.extra["sequence_length"]
+    if fmt == "saved_model":
+        texts = keras.Input((), dtype="string", name="texts")
+        vectorize = text_data.make_vectorizer(length, vocabulary=vocabulary_of(info),
+                                              standardize=STANDARDIZE[info.extra.get("standardize", "lower_and_strip_punctuation")])
+        inputs, ids = texts, ops.cast(vectorize(texts), "int32")
+    else:
+        inputs = ids = keras.Input((length,), dtype="int32", name="tokens")
+    probabilities = keras.layers.Softmax(axis=-1, name="probabilities")(model(ids, training=False))
+    return keras.Model(inputs, probabilities, name=f"{model.name}_serving")
+
+
+def _unknown_word(vocabulary: list) -> str:
+    """A word outside the vocabulary, so it tokenizes back to [UNK] (id 1)."""
+    known, word = set(vocabulary), "unk"
+    while word in known:
+        word += "x"
+    return word
+
+
+def served_inputs(ids, cfg, info: DataInfo, fmt: str):
+    """Token ids as the signature takes them: for the SavedModel, texts that tokenize back to the same ids."""
+    if fmt != "saved_model":
+        return np.asarray(ids, np.int32)
+    vocabulary = vocabulary_of(info)
+    words = [""] + [_unknown_word(vocabulary)] + list(vocabulary[2:])
+    return np.array([" ".join(words[i] for i in row.tolist() if i) for row in np.asarray(ids)], dtype=object)
+
+
+def export_signature(fmt: str) -> str:
+    if fmt == "saved_model":
+        return "raw strings (N,), tokenized inside with the run's vocabulary; returns class probabilities (N, classes)"
+    return "int32 token ids (N, sequence_length) (tokenize with the run's vocabulary); returns class probabilities"
+
+
 register(Task(
     name="text-classification",
     description="text classification (BiLSTM / Transformer encoder / 1D CNN over TextVectorization ids)",
@@ -332,5 +374,8 @@ register(Task(
     visualize_examples=512,
     predict_outputs=predict_outputs,
     sample_inputs=sample_inputs,
+    export=Export(serving_model, served_inputs, export_signature, decision=argmax_decision, decision_name="argmax class",
+                  model_outputs=log_probabilities,
+                  outside="ONNX/LiteRT: tokenization (string ops do not convert); the SavedModel holds it"),
     best_metric="val_accuracy",
 ))

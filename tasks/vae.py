@@ -11,6 +11,7 @@ from errors import UserError
 from pipelines import Data
 from tasks import generative_common as common
 from tasks.base import Task, register
+from tasks.exporting import refuse_subclassed
 from tasks.lazy import lazy_module
 
 keras = lazy_module("keras")
@@ -101,5 +102,6 @@ register(Task(
     },
     visualize=visualize,
     predict_outputs=predict_outputs,
+    export=refuse_subclassed("VAE (encoder, sampling and decoder in one subclassed model)"),
     best_metric="val_loss",
 ))

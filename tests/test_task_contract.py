@@ -122,6 +122,23 @@ def test_every_task_predicts_on_a_few_inputs(fitted, tmp_path):
         assert any(out_dir.iterdir()), f"{name}: predict wrote nothing under {out_dir}"
 
 
+def test_every_task_exports_a_saved_model_or_refuses(fitted, tmp_path):
+    """`cli.py export` (tests/test_export.py checks more formats of three tasks): each task's SavedModel
+    passes the parity check against its Keras model, or the task declares in one line why it is not offered."""
+    from tasks.base import get_task
+    from training.export import export_many_on_tensorflow, spec_of
+
+    jobs = [{"task": name, "run_dir": str(path.parent), "fmt": "saved_model", "batches": 1, "backend_check": False,
+             "latency_budget_s": 0.02}
+            for name, (path, _, _) in fitted.items()]
+    for result in export_many_on_tensorflow(jobs, tmp_path):
+        reason = spec_of(get_task(result["task"])).refusal("saved_model")
+        if reason:
+            assert result["error"].endswith(reason) and "\n" not in result["error"], result
+        else:
+            assert "error" not in result and result["report"]["passed"], result
+
+
 def test_max_abs_difference_sees_a_difference():
     """The comparison this test relies on is not vacuous: shape or value changes are caught."""
     import numpy as np

@@ -176,6 +176,8 @@ def cmd_predict(args, start: Start) -> int:
     inputs += [args.user] if args.user else []
     options = {"num_samples": args.num_samples, "item": args.item, "k": args.k, "input": args.input,
                "context": args.context}
+    if args.artifact and not Path(args.artifact).exists():
+        raise UserError(f"--artifact {args.artifact}: no such file or folder")
     if args.frames:
         inputs.append(args.frames)
     if args.box is not None:
@@ -185,10 +187,28 @@ def cmd_predict(args, start: Start) -> int:
     start()
     from training.inference import predict
 
-    rows, out_dir = predict(task, run_dir, inputs, out_dir=args.out, which=args.checkpoint, options=options)
+    rows, out_dir = predict(task, run_dir, inputs, out_dir=args.out, which=args.checkpoint, options=options,
+                            artifact=args.artifact)
     for row in rows:
         print(json.dumps(row))
     print(f"written: {out_dir}")
+    return 0
+
+
+def cmd_export(args, start: Start) -> int:
+    from training.export import ExportRequest, check_request  # imports no keras
+
+    task, run_dir = _task_of_run(args)
+    if args.backend not in (None, "tensorflow"):
+        raise UserError(f"--backend {args.backend}: export runs on tensorflow (the exporters are TensorFlow tools); "
+                        "a run trained on jax exports as it is, and is checked against jax")
+    req = ExportRequest(str(run_dir), args.format, args.checkpoint, args.out, args.quantize, args.batches,
+                        backend_check=not args.no_backend_check)
+    check_request(task, req)
+    start()
+    from training.export import export_run
+
+    export_run(task, req)
     return 0
 
 
@@ -240,4 +260,4 @@ def cmd_compare(args, start: Start) -> int:
 
 
 COMMANDS = {"compare": cmd_compare, "tasks": cmd_tasks, "fit": cmd_fit, "evaluate": cmd_evaluate, "predict": cmd_predict,
-            "tensorboard": cmd_tensorboard}
+            "tensorboard": cmd_tensorboard, "export": cmd_export}

@@ -80,11 +80,19 @@ def _split_dataset(bundle, split: str):
 
 
 def predict(task: Task, run_dir: Path, inputs: list[str], *, out_dir: Path | None = None,
-            which: str = "final", options: dict | None = None) -> tuple[list[dict], Path]:
-    """Run the task's predict hook; `options` carries generic flags such as num_samples."""
+            which: str = "final", options: dict | None = None, artifact: str | None = None) -> tuple[list[dict], Path]:
+    """Run the task's predict hook; `options` carries generic flags such as num_samples. With `artifact`
+    (an exported file of this run) the hook's model is that artifact run by its own runtime."""
     if task.predict_outputs is None:
         raise UserError(f"task {task.name!r} has no predict outputs yet")
-    model, cfg, info = load_trained_model(task, run_dir, which)
+    if artifact is not None:
+        from training.export import artifact_as_model
+
+        cfg, _ = load_run_config(task, run_dir)
+        info = load_data_info(run_dir)
+        model = artifact_as_model(task, Path(artifact), cfg, info)
+    else:
+        model, cfg, info = load_trained_model(task, run_dir, which)
     out_dir = Path(out_dir) if out_dir else Path(run_dir) / "predictions"
     out_dir.mkdir(parents=True, exist_ok=True)
     options = options or {}
