@@ -44,6 +44,8 @@ class PruneOnEpoch(keras.callbacks.Callback):
         if epoch + 1 < self.epochs and self.trial.should_prune():
             self.pruned_after = epoch + 1
             self.model.stop_training = True
+        print(f"  epoch {epoch + 1}/{self.epochs}: {self.metric} {value:.4f}"
+              + (" -> pruned" if self.pruned_after else ""), flush=True)
 
 
 def run_trial(study: optuna.Study, trial: optuna.Trial, settings: "tune.Settings", study_dir: Path) -> None:
@@ -57,10 +59,11 @@ def run_trial(study: optuna.Study, trial: optuna.Trial, settings: "tune.Settings
         reporter = PruneOnEpoch(trial, settings.metric, cfg.epochs)
         result = fit(get_task(settings.task), cfg, run_dir, verbose=0, extra_callbacks=[reporter],
                      evaluate_test=False)
-    except Interrupted:
+    except Interrupted as exc:
         trial.set_user_attr("wall_s", time.perf_counter() - start)
         tune.mark_interrupted(study, study.trials[trial.number], "interrupted (Ctrl-C); it was run again on resume")
-        raise
+        raise Interrupted(f"{str(exc).split(':')[0]}: study stopped during trial {trial.number}; continue it with: "
+                          f"python cli.py tune --resume {study_dir}", "SIGTERM" if exc.exit_code == 143 else "SIGINT") from None
     except Exception as exc:  # noqa: BLE001  (any crash fails this trial only; the search goes on)
         _finish(study, trial, run_dir, start, TrialState.FAIL, error=_error_line(exc))
         return
