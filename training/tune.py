@@ -358,6 +358,7 @@ def plot(path: Path, study, settings: Settings, importances: dict) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
     styles = {TrialState.COMPLETE: ("o", "tab:blue", "completed"), TrialState.PRUNED: ("x", "tab:orange", "pruned")}
@@ -378,6 +379,7 @@ def plot(path: Path, study, settings: Settings, importances: dict) -> None:
         left.step(range(len(best)), [b if b is not None else float("nan") for b in best], where="post",
                   color="gray", label="best so far")
     left.set(xlabel="trial", ylabel=settings.metric, title=f"{settings.task}: {settings.metric} per trial")
+    left.xaxis.set_major_locator(MaxNLocator(integer=True))
     left.legend(loc="best", fontsize=8)
     if importances:
         names = list(importances)[::-1]
