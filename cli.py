@@ -80,6 +80,22 @@ def _fit_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--log-root", default=LOG_ROOT, help="root of default run directories (default: tensorboard_logs)")
 
 
+TUNE_EPILOG = """examples:
+  python cli.py tune --task classification --trials 8 --epochs 2
+  python cli.py tune --task classification --space "learning_rate=loguniform(1e-4,3e-3)" \\
+      --space "model=choice(cnn,resnet)" --space "dropout=uniform(0,0.5)" --trials 20 --timeout 900
+  python cli.py tune --task classification --backends tensorflow,jax --trials 10 --epochs 2
+  python cli.py tune --resume tensorboard_logs/tune/classification/20261206-120000-jax
+Each trial is a fit run directory in the study folder; the objective is the task's main validation
+metric (never test). The study folder also holds study.db (resume), results.md, best.json
+(the best config as --set flags), tune.png and hparams/ (TensorBoard HParams).
+"""
+
+
+def tune_pruners() -> tuple[str, ...]:
+    return ("median", "halving", "none")  # training.tune.PRUNERS (not imported here: it imports optuna)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="cli.py", description=__doc__.split("\n\n")[0], epilog=EPILOG,
@@ -106,6 +122,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--backends", default="tensorflow,jax", help="comma-separated backends (default tensorflow,jax)")
     p.add_argument("--jit", default="on", help="on, off or on,off: XLA-compiled train step or not (default on)")
     p.add_argument("--out", help="report folder (default: tensorboard_logs/compare/<task>/<time>)")
+
+    p = sub.add_parser("tune", help="hyperparameter search (Optuna): trials of fit, pruned early, best config as --set flags",
+                       epilog=TUNE_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    _common(p)
+    _fit_flags(p)
+    p.add_argument("--space", action="append", default=[], metavar="KEY=DIST(...)",
+                   help="a searched config key (repeatable): loguniform(lo,hi), uniform(lo,hi), int(lo,hi), "
+                        "logint(lo,hi) or choice(a,b,...) (default: learning rate, model, dropout where the task has them). "
+                        'Example: --space "learning_rate=loguniform(1e-4,3e-3)"')
+    p.add_argument("--trials", type=int, help="finished trials to reach, trial 0 being the default config (default 20). Example: --trials 8")
+    p.add_argument("--timeout", type=float, help="start no new trial after this many seconds. Example: --timeout 600")
+    p.add_argument("--pruner", choices=tune_pruners(), default="median",
+                   help="stop unpromising trials after an epoch: median, halving (successive halving) or none (default median)")
+    p.add_argument("--backends", help="search the backend too, each trial in its own process. Example: --backends tensorflow,jax")
+    p.add_argument("--out", help="study folder (default: tensorboard_logs/tune/<task>/<time>-<backend>)")
+    p.add_argument("--resume", metavar="STUDY", help="continue a stopped or killed study (its folder); --trials raises its target")
+
+    p = sub.add_parser("tune-trial")  # internal: one trial of a stored study, started by `tune --backends`
+    _common(p)
+    p.add_argument("--study", required=True)
+    p.add_argument("--trial", type=int, required=True)
 
     p = sub.add_parser("evaluate", help="evaluate a run's checkpoint on a split")
     _common(p)
@@ -170,6 +207,11 @@ def _run_backend(args) -> str:
             saved = json.loads((Path(run_dir) / "config.json").read_text()).get("backend")
         except json.JSONDecodeError:
             saved = None
+    if args.command == "tune" and args.resume and (Path(args.resume) / "study.json").is_file():
+        study_backend = json.loads((Path(args.resume) / "study.json").read_text()).get("backend")
+        if args.backend and study_backend and args.backend != study_backend:
+            raise UserError(f"--backend {args.backend}: the study in {args.resume} runs on {study_backend}")
+        return study_backend or args.backend or "tensorflow"
     if args.command == "fit" and args.resume and saved and args.backend and args.backend != saved:
         raise UserError(f"--backend {args.backend}: the run in {args.resume} was trained on {saved}; resume it on {saved}")
     if args.command == "export":

@@ -62,6 +62,8 @@ def test_unknown_task_is_one_line_exit_2_and_fast():
     (["fit", "--task", "text-classification", "--set", "model=gpt"], 2),
     (["fit", "--task", "gan", "--set", "shapes_style=photo"], 2),
     (["compare", "--task", "classification", "--backends", "torch"], 2),
+    (["tune", "--task", "classification", "--space", "width=uniform(8,64)"], 2),
+    (["tune", "--resume", "no/such/study"], 2),
     (["evaluate", "--run-dir", "no/such/run"], 2),
     (["predict", "--run-dir", "no/such/run", "x.png"], 2),
 ], ids=lambda v: " ".join(v) if isinstance(v, list) else str(v))

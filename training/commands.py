@@ -14,7 +14,7 @@ from typing import Callable
 
 from errors import UserError
 from pipelines.data import parse_data_spec
-from tasks.base import all_tasks, describe_config, get_task, resolve_config
+from tasks.base import all_tasks, describe_config, get_task, parse_overrides, resolve_config
 from training import rundir
 
 Start = Callable[[], str]  # selects the backend, imports keras, returns the backend's name
@@ -259,5 +259,95 @@ def cmd_compare(args, start: Start) -> int:
     return 1 if failed and len(failed) == len(report["runs"]) else 0
 
 
-COMMANDS = {"compare": cmd_compare, "tasks": cmd_tasks, "fit": cmd_fit, "evaluate": cmd_evaluate, "predict": cmd_predict,
-            "tensorboard": cmd_tensorboard, "export": cmd_export}
+def cmd_tune(args, start: Start) -> int:
+    from training import tune  # optuna; no keras until start()
+
+    if args.resume:
+        settings, study_dir = _resumed_study(args, tune)
+        start()
+        study = tune.load_study(study_dir, settings, seed=settings.base_config().seed)
+        tune.recover(study)
+    else:
+        settings, study_dir = _new_study(args, tune)
+        settings.backend = start()
+        from training.tune_trial import objective_metric
+
+        settings.metric, settings.minimise = objective_metric(get_task(settings.task), settings.base_config())
+        study = tune.create_study(study_dir, settings)
+    done = len(tune.counted(study))
+    print(f"tune {settings.task} on {', '.join(settings.backends) or settings.backend}: {settings.metric} "
+          f"({'down' if settings.minimise else 'up'} is better), trials {done}/{settings.trials} done, "
+          f"pruner {settings.pruner} -> {study_dir}", flush=True)
+    print(f"  space: {'  '.join(settings.space)}", flush=True)
+    tune.run_study(study_dir, settings, study)
+    return 0
+
+
+def _new_study(args, tune):
+    """Settings of a new study, every flag and the whole space checked before any backend starts."""
+    from training import backend as backend_mod
+    from training.search_space import default_space, parse_space
+
+    if not args.task:
+        raise UserError("tune: --task is required (see `python cli.py tasks`)")
+    task = get_task(args.task)
+    flags = _flags(args)
+    cfg = resolve_config(task, args.preset, flags, args.set)
+    parse_data_spec(cfg.data)
+    specs = args.space or default_space(cfg)
+    fixed = set(flags) | set(parse_overrides(args.set))
+    parse_space(specs, cfg, fixed=sorted(fixed))
+    backends = []
+    if args.backends:
+        if getattr(args, "backend", None):
+            raise UserError("tune: give --backend (every trial on one backend) or --backends (backend searched), not both")
+        backends = [b.strip() for b in args.backends.split(",") if b.strip()]
+        unknown = [b for b in backends if b not in backend_mod.BACKENDS]
+        if unknown or len(set(backends)) < 2:
+            raise UserError(f"--backends {args.backends}: expected two or more of {', '.join(backend_mod.BACKENDS)}")
+    _check_budget(args)
+    backend = getattr(args, "backend", None) or backend_mod.default_backend()  # what start() will select
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    study_dir = Path(args.out) if args.out else \
+        Path(args.log_root) / "tune" / task.name / f"{stamp}-{'-'.join(backends) or backend}"
+    settings = tune.Settings(task=task.name, space=specs, trials=args.trials or 20, preset=args.preset,
+                             flags=flags, sets=list(args.set), backend=backend, backends=backends,
+                             pruner=args.pruner, timeout=args.timeout)
+    return settings, study_dir
+
+
+def _resumed_study(args, tune):
+    """The stored study's settings; only --trials and --timeout may change on resume."""
+    study_dir = Path(args.resume)
+    settings = tune.read_settings(study_dir)
+    given = [f for f, v in (("--task", args.task and args.task != settings.task), ("--space", args.space),
+                            ("--set", args.set), ("--preset", args.preset), ("--backends", args.backends),
+                            ("--out", args.out)) if v] + [f"--{k.replace('_', '-')}" for k in _flags(args)]
+    if given:
+        raise UserError(f"--resume {study_dir}: {', '.join(given)} cannot change a stored study "
+                        "(only --trials and --timeout can); start a new study to search another space")
+    _check_budget(args)
+    if args.trials:
+        settings.trials = args.trials
+    settings.timeout = args.timeout
+    return settings, study_dir
+
+
+def _check_budget(args) -> None:
+    if args.trials is not None and args.trials < 1:
+        raise UserError(f"--trials {args.trials}: expected a positive int")
+    if args.timeout is not None and args.timeout <= 0:
+        raise UserError(f"--timeout {args.timeout}: expected seconds > 0")
+
+
+def cmd_tune_trial(args, start: Start) -> int:
+    """Internal: one trial of a stored study in this process (tune starts it per trial with --backends)."""
+    start()
+    from training.tune_trial import run_stored_trial
+
+    run_stored_trial(Path(args.study), args.trial)
+    return 0
+
+
+COMMANDS = {"compare": cmd_compare, "tune": cmd_tune, "tune-trial": cmd_tune_trial, "tasks": cmd_tasks, "fit": cmd_fit,
+            "evaluate": cmd_evaluate, "predict": cmd_predict, "tensorboard": cmd_tensorboard, "export": cmd_export}

@@ -9,6 +9,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Sequence
 
 import keras
 
@@ -222,12 +223,19 @@ def peak_memory() -> dict:
 
 
 def fit(task: Task, cfg, run_dir: Path, *, resume: bool = False, initial_weights: Path | None = None,
-        verbose="auto") -> FitResult:
-    """Train `task` with `cfg`, writing the run directory contract into `run_dir`."""
+        verbose="auto", extra_callbacks: Sequence = (), evaluate_test: bool = True) -> FitResult:
+    """Train `task` with `cfg`, writing the run directory contract into `run_dir`.
+
+    `extra_callbacks` run after the engine's own each epoch (e.g. `tune`'s pruning reporter). With
+    `evaluate_test=False` (a search: only validation may guide it) the test split is dropped before
+    training and never read; metrics.json then holds `"test": null`.
+    """
     wall_start = time.perf_counter()
     run_dir = rundir.prepare_run_dir(Path(run_dir))
     backend = keras.config.backend()
     data = build_data(task, cfg)
+    if not evaluate_test:
+        data.test = None
     info = data.info
     steps = stream.steps_per_epoch(info.num_train, cfg.batch_size)
     check_steps_per_execution(cfg, steps)
@@ -263,7 +271,7 @@ def fit(task: Task, cfg, run_dir: Path, *, resume: bool = False, initial_weights
     split = [SplitMetricsCallback(task.split_metrics, data, cfg)] if task.split_metrics is not None else []
     stopper = EarlyStopping(checkpointer, cfg.patience, cfg.epochs)
     callbacks = [timer, guard, *split, checkpointer, stopper,
-                 _tensorboard(task, cfg, data, run_dir, timer, backend, steps)]
+                 _tensorboard(task, cfg, data, run_dir, timer, backend, steps), *extra_callbacks]
 
     val = stream.eval_stream(data.val, batch_size=cfg.batch_size, batch=_batcher(data, cfg.batch_size))
     start_epoch = state["epoch"] if state else 0

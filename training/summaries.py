@@ -45,3 +45,32 @@ class Writers:
     def flush(self) -> None:
         for w in self._writers.values():
             w.flush()
+
+
+def hparams_config(log_dir: Path, domains: dict, metrics: list[str]) -> None:
+    """The HParams dashboard's columns for a search: `domains` maps each hparam to (low, high) for a
+    number range or a list of choices; `metrics` are scalar tags each session logs."""
+    from tensorboard.plugins.hparams import api as hp
+
+    def domain(d):
+        if isinstance(d, list):
+            return hp.Discrete([v if isinstance(v, (bool, int, float, str)) else str(v) for v in d])
+        low, high = d
+        return hp.IntInterval(low, high) if isinstance(low, int) else hp.RealInterval(float(low), float(high))
+
+    with tf.summary.create_file_writer(str(log_dir)).as_default():
+        hp.hparams_config(hparams=[hp.HParam(k, domain(d)) for k, d in domains.items()],
+                          metrics=[hp.Metric(m) for m in metrics])
+
+
+def hparams_session(log_dir: Path, hparams: dict, scalars: dict, trial_id: str) -> None:
+    """One HParams session (a trial): its values and its result scalars at step 0."""
+    from tensorboard.plugins.hparams import api as hp
+
+    clean = {k: (v if isinstance(v, (bool, int, float, str)) else str(v)) for k, v in hparams.items()}
+    writer = tf.summary.create_file_writer(str(log_dir))
+    with writer.as_default():
+        hp.hparams(clean, trial_id=trial_id)
+        for k, v in scalars.items():
+            tf.summary.scalar(k, float(v), step=0)
+    writer.flush()
