@@ -3,8 +3,10 @@
 The saved model is the teacher-forced network: {"source": ids, "target_in": [START] y...} -> logits
 for every target position. Decoding is a function over that model: `decoder_parts(model)` rewires
 the model's own layers (found by name) into an encoder run once and a step network run once per
-output position; both are Keras models compiled with `jit_compile`, so each decode step is one
-XLA-compiled call on either backend. Greedy decoding is beam search with one beam.
+output position over the whole prefix (both Keras models compiled with `jit_compile`), and, for
+the Transformer, `CachedTransformer`: XLA-compiled start/next functions that decode one token per
+step over the decoder's key/value caches (the default; the prefix step stays as the reference and
+for the GRU). Greedy decoding is beam search with one beam.
 
 Ids: 0 = padding, 2 = [START], 3 = [END] (pipelines.seq2seq.RESERVED).
 """
@@ -301,7 +303,8 @@ class CachedTransformer:
         return logp, self_cache
 
     def _one_token(self, token, index, self_cache, cross_cache, encoded, mask, cross_index):
-        y = self.get("target_embedding")(token, start_index=index)
+        # positions (a gather), not start_index (a slice): TensorFlow's XLA would compile a slice per index value
+        y = self.get("target_embedding")(token, positions=ops.full(ops.shape(token), index, dtype="int32"))
         selfs, crosses = [], []
         for i in range(self.num_layers):
             y, s, c = self.get(f"decoder_{i}")(

@@ -17,13 +17,17 @@ from typing import Callable, Sequence
 import keras
 
 
-def _tensorflow(fn: Callable, variables: Sequence, static_argnums: tuple) -> Callable:
+def _tensorflow(fn: Callable, variables: Sequence, static_argnums: tuple, jit_compile: bool) -> Callable:
     import tensorflow as tf
 
-    return tf.function(fn, jit_compile=True)  # Python ints (the static arguments) retrace by value
+    # Python ints (the static arguments) retrace by value. Under XLA an argument that an op needs as
+    # a constant (a slice start, say) is compiled once per value: index with gathers instead.
+    return tf.function(fn, jit_compile=jit_compile)
 
 
-def _jax(fn: Callable, variables: Sequence, static_argnums: tuple) -> Callable:
+def _jax(fn: Callable, variables: Sequence, static_argnums: tuple, jit_compile: bool) -> Callable:
+    if not jit_compile:
+        return fn
     import jax
     from keras.src.backend.common.stateless_scope import StatelessScope
 
@@ -43,9 +47,9 @@ _compile = _COMPILERS.get(keras.config.backend())
 
 def xla_function(fn: Callable, variables: Sequence, *, jit_compile: bool = True,
                  static_argnums: tuple = ()) -> Callable:
-    """`fn(*args)` compiled with XLA (or run eagerly when jit_compile is off or the backend has no
-    compiler here). `variables` are every weight fn reads; `static_argnums` are Python values that
-    select a compiled variant (e.g. a beam count)."""
-    if not jit_compile or _compile is None:
+    """`fn(*args)` compiled with XLA; with jit_compile off, a TensorFlow graph or eager JAX (as Keras
+    runs a model then); as is on a backend with no compiler here. `variables` are every weight fn
+    reads; `static_argnums` are Python values that select a compiled variant (e.g. a beam count)."""
+    if _compile is None:
         return fn
-    return _compile(fn, variables, static_argnums)
+    return _compile(fn, variables, static_argnums, jit_compile)
