@@ -163,6 +163,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint", default="final", choices=("final", "best", "last"),
                    help="final model.keras, best or last checkpoint (default final)")
     p.add_argument("--input", metavar="FILE", help="read more inputs from FILE, one per line (e.g. texts)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="change a predict-time config key of the run (the task's, e.g. beam_size for translation; "
+                        "repeatable). Example: --set beam_size=4")
     p.add_argument("--context", metavar="FILE", help="question answering: the text the questions are about")
     p.add_argument("--num-samples", type=int, default=16, help="samples to generate (generative tasks). Example: --num-samples 64")
     p.add_argument("--user", help="recommendation: a user id to recommend for (same as giving it as an input)")

@@ -21,3 +21,4 @@ from keras_models import text  # noqa: F401
 from keras_models import tracker  # noqa: F401
 from keras_models import unet  # noqa: F401
 from keras_models import vae  # noqa: F401
+from keras_models import xla  # noqa: F401

@@ -3,8 +3,10 @@
 The saved model is the teacher-forced network: {"source": ids, "target_in": [START] y...} -> logits
 for every target position. Decoding is a function over that model: `decoder_parts(model)` rewires
 the model's own layers (found by name) into an encoder run once and a step network run once per
-output position; both are Keras models compiled with `jit_compile`, so each decode step is one
-XLA-compiled call on either backend. Greedy decoding is beam search with one beam.
+output position over the whole prefix (both Keras models compiled with `jit_compile`), and, for
+the Transformer, `CachedTransformer`: XLA-compiled start/next functions that decode one token per
+step over the decoder's key/value caches (the default; the prefix step stays as the reference and
+for the GRU). Greedy decoding is beam search with one beam.
 
 Ids: 0 = padding, 2 = [START], 3 = [END] (pipelines.seq2seq.RESERVED).
 """
@@ -20,6 +22,7 @@ import numpy as np
 from keras import layers, ops
 
 from keras_models.direction import UP, with_direction
+from keras_models.xla import xla_function
 
 warnings.filterwarnings("ignore", message=r"Layer 'position_embedding' .* does not support masking")
 
@@ -223,11 +226,13 @@ def _getter_of(made: dict):
 @dataclass
 class DecoderParts:
     """The trained layers rewired for decoding: `encoder` (source -> encoded list) runs once per batch,
-    `step` ([*encoded, source, target_in, position] -> next-token log-probs) once per output position."""
+    `step` ([*encoded, source, target_in, position] -> next-token log-probs) once per output position
+    over the whole prefix; `cached` (Transformer only) decodes one token per step over a key/value cache."""
 
     encoder: keras.Model
     step: keras.Model
     target_length: int
+    cached: "CachedTransformer | None" = None
 
 
 def decoder_parts(model: keras.Model, jit_compile: bool = True) -> DecoderParts:
@@ -249,54 +254,153 @@ def decoder_parts(model: keras.Model, jit_compile: bool = True) -> DecoderParts:
     step = keras.Model([*enc_inputs, source2, target_in, position], LogProbsAt()(logits, position), name="step")
     for m in (encoder, step):
         m.compile(jit_compile=jit_compile)
-    return DecoderParts(encoder, step, target_length)
+    cached = CachedTransformer(model, target_length, jit_compile) if family == "transformer" else None
+    return DecoderParts(encoder, step, target_length, cached)
+
+
+class CachedTransformer:
+    """The Transformer decoder run one token per step, as keras-hub's causal LMs `call_with_cache`.
+
+    Each `TransformerDecoder` keeps its self-attention keys/values of the tokens so far in a cache
+    `[batch, layers, 2, target_length, heads, head_dim]` (written at the step's index), and its
+    cross-attention keys/values of the encoder output in a second cache computed once at the first
+    step. A step then costs one token's work instead of re-running the whole prefix. Both functions
+    are XLA-compiled (`keras_models.xla`); the caches stay backend tensors between steps, and beam
+    search reorders the self-attention cache on the device (`rows`).
+    """
+
+    def __init__(self, model: keras.Model, target_length: int, jit_compile: bool = True):
+        self.get = model.get_layer
+        self.num_layers = _layer_count(self.get, "decoder")
+        first = self.get("decoder_0")
+        self.num_heads = first.num_heads
+        self.head_dim = self.get("target_embedding").embedding_dim // first.num_heads
+        self.target_length = target_length
+        self.start = xla_function(self._start, model.variables, jit_compile=jit_compile, static_argnums=(1,))
+        self.next = xla_function(self._next, model.variables, jit_compile=jit_compile)
+
+    def _start(self, source, beams: int):
+        """Encode, repeat each source for its beams, decode [START] filling both caches.
+        -> (log-probs [B, V], self cache, cross cache, encoded, source mask)."""
+        encoded = _transformer_encode(self.get, source)[0]
+        mask = self.get("source_mask")(source)
+        encoded, mask = ops.repeat(encoded, beams, axis=0), ops.repeat(mask, beams, axis=0)
+        rows, source_length = ops.shape(encoded)[0], ops.shape(encoded)[1]
+        dtype = self.get("decoder_0").compute_dtype
+        heads = (self.num_layers, 2)
+        self_cache = ops.zeros((rows, *heads, self.target_length, self.num_heads, self.head_dim), dtype)
+        cross_cache = ops.zeros((rows, *heads, source_length, self.num_heads, self.head_dim), dtype)
+        token = ops.full((rows, 1), START, dtype="int32")
+        logp, self_cache, cross_cache = self._one_token(token, 0, self_cache, cross_cache, encoded, mask, 0)
+        return logp, self_cache, cross_cache, encoded, mask
+
+    def _next(self, rows, token, index, self_cache, cross_cache, encoded, mask):
+        """Reorder the self cache to the surviving beams (`rows`), decode `token` [B] at `index`.
+        -> (log-probs [B, V], self cache)."""
+        self_cache = ops.take(self_cache, rows, axis=0)
+        logp, self_cache, _ = self._one_token(ops.expand_dims(token, 1), index, self_cache, cross_cache, encoded,
+                                              mask, None)
+        return logp, self_cache
+
+    def _one_token(self, token, index, self_cache, cross_cache, encoded, mask, cross_index):
+        # positions (a gather), not start_index (a slice): TensorFlow's XLA would compile a slice per index value
+        y = self.get("target_embedding")(token, positions=ops.full(ops.shape(token), index, dtype="int32"))
+        selfs, crosses = [], []
+        for i in range(self.num_layers):
+            y, s, c = self.get(f"decoder_{i}")(
+                y, encoded, encoder_padding_mask=mask,
+                self_attention_cache=self_cache[:, i], self_attention_cache_update_index=index,
+                cross_attention_cache=cross_cache[:, i], cross_attention_cache_update_index=cross_index)
+            selfs.append(s)
+            crosses.append(c)
+        logits = ops.cast(self.get("logits")(y)[:, 0], "float32")
+        return ops.log_softmax(logits, axis=-1), ops.stack(selfs, axis=1), ops.stack(crosses, axis=1)
 
 
 def _as_list(x):
     return list(x) if isinstance(x, (list, tuple)) else [x]
 
 
-def beam_search(parts: DecoderParts, source: np.ndarray, beam_size: int = 1, max_length: int = 0):
+def _numpy(x) -> np.ndarray:
+    return np.asarray(ops.convert_to_numpy(x), np.float64)
+
+
+class _PrefixSteps:
+    """Decoding without a cache: each step re-runs the decoder over the whole prefix (fixed shape)."""
+
+    def __init__(self, parts: DecoderParts, source: np.ndarray, beams: int):
+        encoded = [np.asarray(ops.convert_to_numpy(e)) for e in _as_list(parts.encoder.predict_on_batch(source))]
+        rows = np.repeat(np.arange(len(source)), beams)  # beam b of source i is row i*beams + b
+        self.parts, self.encoded, self.source = parts, [e[rows] for e in encoded], source[rows]
+        self.target = np.zeros((len(rows), parts.target_length), np.int32)
+        self.target[:, 0] = START
+
+    def first(self) -> np.ndarray:
+        return self._at(0)
+
+    def next(self, rows: np.ndarray, tokens: np.ndarray, index: int) -> np.ndarray:
+        self.target = self.target[rows]
+        self.target[:, index] = tokens
+        return self._at(index)
+
+    def _at(self, index: int) -> np.ndarray:
+        position = np.full(len(self.target), index, np.int32)
+        return _numpy(self.parts.step.predict_on_batch([*self.encoded, self.source, self.target, position]))
+
+
+class _CachedSteps:
+    """Decoding with the Transformer's key/value cache: one token per step, caches kept on the device."""
+
+    def __init__(self, parts: DecoderParts, source: np.ndarray, beams: int):
+        self.cached = parts.cached
+        self.logp, *self.state = self.cached.start(ops.convert_to_tensor(source), beams)
+
+    def first(self) -> np.ndarray:
+        return _numpy(self.logp)
+
+    def next(self, rows: np.ndarray, tokens: np.ndarray, index: int) -> np.ndarray:
+        as_tensor = lambda a: ops.convert_to_tensor(np.asarray(a, np.int32))  # noqa: E731
+        logp, self.state[0] = self.cached.next(as_tensor(rows), as_tensor(tokens), as_tensor(index), *self.state)
+        return _numpy(logp)
+
+
+def beam_search(parts: DecoderParts, source: np.ndarray, beam_size: int = 1, max_length: int = 0,
+                use_cache: bool = True):
     """(ids [N, L], scores [N]): the best of `beam_size` beams per source (sum of token log-probs,
-    [END] included), L = max_length or the model's target length. beam_size=1 is greedy decoding."""
+    [END] included), L = max_length or the model's target length. beam_size=1 is greedy decoding.
+    `use_cache` picks the key/value-cached step where the model has one (the Transformer)."""
     source = np.asarray(source, np.int32)
     n, k = len(source), max(1, int(beam_size))
     length = min(max_length or parts.target_length, parts.target_length)
-    encoded = [np.asarray(ops.convert_to_numpy(e)) for e in _as_list(parts.encoder.predict_on_batch(source))]
-    rows = np.repeat(np.arange(n), k)  # beam b of source i is row i*k + b
-    encoded = [e[rows] for e in encoded]
-    src = source[rows]
-    target = np.zeros((n * k, parts.target_length), np.int32)
-    target[:, 0] = START
+    steps = (_CachedSteps if use_cache and parts.cached is not None else _PrefixSteps)(parts, source, k)
+    logp = steps.first()
     out = np.zeros((n * k, length), np.int32)
     scores = np.full((n, k), -np.inf)
     scores[:, 0] = 0.0  # one live beam at the start: the others would only repeat it
     done = np.zeros(n * k, bool)
     for t in range(length):
-        position = np.full(n * k, t, np.int32)
-        logp = np.asarray(ops.convert_to_numpy(parts.step.predict_on_batch([*encoded, src, target, position])),
-                          np.float64)
         vocab = logp.shape[-1]
         logp[done] = -np.inf
         logp[done, PAD] = 0.0  # a finished beam only continues with padding, at no cost
         total = (scores.reshape(-1, 1) + logp).reshape(n, k * vocab)
         best = np.argsort(-total, axis=1, kind="stable")[:, :k]
-        parent, token = best // vocab, (best % vocab).astype(np.int32)
+        parent, token = best // vocab, (best % vocab).astype(np.int32).reshape(-1)
         scores = np.take_along_axis(total, best, axis=1)
         from_rows = (np.arange(n)[:, None] * k + parent).reshape(-1)
-        out, target, done = out[from_rows], target[from_rows], done[from_rows]
-        out[:, t] = token.reshape(-1)
-        if t + 1 < parts.target_length:
-            target[:, t + 1] = np.where(done, PAD, token.reshape(-1))
-        done = done | (token.reshape(-1) == END)
-        if done.all():
+        out, done = out[from_rows], done[from_rows]
+        out[:, t] = token
+        fed = np.where(done, PAD, token)  # the next step's input; finished beams are fed padding
+        done = done | (token == END)
+        if done.all() or t + 1 == length:
             break
+        logp = steps.next(from_rows, fed, t + 1)
     first = np.arange(n) * k  # beams stay sorted best first
     return out[first], scores[:, 0]
 
 
 def decode(model: keras.Model, source: np.ndarray, *, beam_size: int = 1, max_length: int = 0,
-           batch_size: int = 256, parts: DecoderParts | None = None, jit_compile: bool = True):
+           batch_size: int = 256, parts: DecoderParts | None = None, jit_compile: bool = True,
+           use_cache: bool = True):
     """Decode many sources in batches; returns (ids [N, L], scores [N])."""
     parts = parts or decoder_parts(model, jit_compile)
     chunk = max(1, batch_size // max(1, beam_size))
@@ -305,7 +409,7 @@ def decode(model: keras.Model, source: np.ndarray, *, beam_size: int = 1, max_le
         part = source[i:i + chunk]
         if len(source) > chunk and len(part) < chunk:  # one batch shape: the step network compiles once
             part = np.concatenate([part, np.repeat(part[-1:], chunk - len(part), axis=0)])
-        a, b = beam_search(parts, part, beam_size, max_length)
+        a, b = beam_search(parts, part, beam_size, max_length, use_cache)
         n = min(chunk, len(source) - i)
         ids.append(a[:n])
         scores.append(b[:n])

@@ -167,6 +167,7 @@ class Task:
     prepare: Optional[Prepare] = None
     export: Optional["Export"] = None  # serving signature, decision and refused formats (tasks/exporting.py)
     visualize_examples: int = 32  # validation examples handed to visualize (e.g. more for a confusion matrix)
+    predict_keys: tuple = ()  # config keys `predict --set` may change (decode-time settings; the rest is fixed by fit)
     best_metric: str = "val_loss"  # default metric for the best checkpoint; its direction comes from the metric
 
 
@@ -318,6 +319,19 @@ def resolve_config(task: Task, preset: Optional[str] = None, flags: Optional[dic
     if sets:
         cfg = apply_overrides(cfg, parse_overrides(sets))
     return cfg
+
+
+def predict_overrides(task: Task, sets: list[str]) -> dict:
+    """`predict --set key=value`: only the task's predict-time keys (e.g. beam_size), type-checked
+    against the config class, so a mistake is answered before the backend starts."""
+    overrides = parse_overrides(sets)
+    for key in overrides:
+        if key not in task.predict_keys:
+            allowed = ", ".join(task.predict_keys) or "none"
+            raise UserError(f"predict --set {key}: not a predict-time key of task {task.name!r}, whose other keys are "
+                            f"fixed by the run (predict accepts: {allowed})")
+    apply_overrides(task.config_cls(), overrides, source="predict --set")
+    return overrides
 
 
 def config_from_dict(task: Task, values: dict):

@@ -45,6 +45,14 @@ def run(tmp_path_factory):
     return task, cfg, result
 
 
+@pytest.fixture(scope="module")
+def parts(run):
+    """The trained model's decoding networks, shared so each batch shape compiles once."""
+    from keras_models import seq2seq as models
+
+    return models.decoder_parts(run[2].model, run[1].jit_compile)
+
+
 def test_anki_subset_beats_copying_the_source(run):
     _, _, result = run
     test = result.metrics["test"]
@@ -53,8 +61,9 @@ def test_anki_subset_beats_copying_the_source(run):
     assert test["token_accuracy"] > 0.4, test
 
 
-def test_greedy_equals_beam_of_one_and_the_full_model_argmax(run):
-    """beam_size=1 through the decoding networks = step-by-step argmax of the saved teacher-forced model."""
+def test_greedy_equals_beam_of_one_and_the_full_model_argmax(run, parts):
+    """beam_size=1 through the decoding networks = step-by-step argmax of the saved teacher-forced model;
+    the key/value-cached Transformer step gives the same tokens and scores as re-running the prefix."""
     import keras
 
     from keras_models import seq2seq as models
@@ -63,7 +72,8 @@ def test_greedy_equals_beam_of_one_and_the_full_model_argmax(run):
     task, cfg, result = run
     model = result.model
     x, _ = next(build_data(task, cfg).val.batch(8).as_numpy_iterator())
-    ids, scores = models.decode(model, x["source"], beam_size=1)
+    ids, scores = models.decode(model, x["source"], beam_size=1, parts=parts)
+    assert parts.cached is not None
     target = np.zeros_like(x["target_in"])
     target[:, 0] = models.START
     for t in range(target.shape[1] - 1):  # the reference: no decoder parts, the whole model each step
@@ -72,9 +82,13 @@ def test_greedy_equals_beam_of_one_and_the_full_model_argmax(run):
     for row, ref in zip(ids, target[:, 1:]):
         end = list(ref).index(models.END) + 1 if models.END in ref else len(ref)
         assert list(row[:end]) == list(ref[:end])
-    beam3, beam3_scores = models.decode(model, x["source"], beam_size=3)
+    beam3, beam3_scores = models.decode(model, x["source"], beam_size=3, parts=parts)
     assert np.allclose(sequence_log_probs(model, x["source"], beam3), beam3_scores, atol=1e-3)
     assert np.allclose(sequence_log_probs(model, x["source"], ids), scores, atol=1e-3)
+    for beams, cached_ids, cached_scores in ((1, ids, scores), (3, beam3, beam3_scores)):
+        prefix_ids, prefix_scores = models.decode(model, x["source"], beam_size=beams, parts=parts, use_cache=False)
+        assert (prefix_ids == cached_ids).all()
+        assert np.allclose(prefix_scores, cached_scores, atol=1e-4)
 
 
 def sequence_log_probs(model, source, ids):
@@ -140,10 +154,25 @@ def test_evaluate_and_predict_reuse_the_saved_vocabularies(run, tmp_path, monkey
     monkeypatch.setattr(data_module, "learn_vocabulary", relearn)
     out = evaluate(task, result.run_dir, split="test", which="best", report=lambda text: None)
     assert out["metrics"]["bleu"] == pytest.approx(result.metrics["test"]["bleu"], abs=1e-6)
-    rows, out_dir = predict(task, result.run_dir, ["I am happy.", "Tom is here."], out_dir=tmp_path / "p")
+    rows, out_dir = predict(task, result.run_dir, ["I am happy.", "Tom is here."], out_dir=tmp_path / "p",
+                            overrides={"beam_size": 2, "max_decode_length": 3})
     assert [r["input"] for r in rows] == ["I am happy.", "Tom is here."]
-    assert all(r["output"] and r["score"] <= 0 for r in rows)
+    assert all(r["output"] and r["score"] <= 0 and r["beam_size"] == 2 for r in rows)
+    assert all(len(r["output"].split()) <= 3 for r in rows)  # max_decode_length=3 pieces at most
     assert json.loads((out_dir / "predictions.json").read_text()) == rows
+
+
+@pytest.mark.parametrize("setting, message", [
+    ("width=32", "predict --set width: not a predict-time key of task 'translation'"),
+    ("beam_size=two", "--set beam_size='two': expected int"),
+])
+def test_predict_set_takes_only_decode_keys(run, setting, message, capsys):
+    """`predict --set` changes decode-time keys only; anything else is one line, before the backend starts."""
+    import cli
+
+    code = cli.main(["predict", "--run-dir", str(run[2].run_dir), "--set", setting, "I am happy."])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1 and message in err, err
 
 
 def test_tensorboard_gets_the_example_table(run):
@@ -175,3 +204,35 @@ def test_gru_attention_decodes_and_reloads(attention, tmp_path):
     model.save(tmp_path / "m.keras")
     again = keras.saving.load_model(tmp_path / "m.keras")
     assert np.allclose(again.predict_on_batch(x), model.predict_on_batch(x), atol=1e-5)
+
+
+def aeslc_subset(root, sizes=(256, 32, 32)) -> str:
+    """The first lines of AESLC's train/dev/test JSON Lines, same layout (skips when the data is absent)."""
+    source = shared_data("aeslc")
+    folder = root / "aeslc-small"
+    folder.mkdir()
+    for name, n in zip(("train.jsonl", "dev.jsonl", "test.jsonl"), sizes):
+        with open(source / name, encoding="utf-8") as f:
+            (folder / name).write_text("".join(line for _, line in zip(range(n), f)), encoding="utf-8")
+    return str(folder)
+
+
+def test_aeslc_preset_reports_test_rouge_and_the_lead_baseline(tmp_path):
+    """`fit --task summarization --data aeslc --preset aeslc` on a small subset (tiny model): the folder's
+    dev/test files are the splits, and the test split gets ROUGE-1/2/L F1 with the lead baseline beside it."""
+    from tasks.seq2seq import ROUGE_KEYS
+    from training.loop import fit
+
+    task = get_task("summarization")
+    cfg = resolve_config(task, preset="aeslc", sets=[
+        f"data={aeslc_subset(tmp_path)}", FAST_JIT, "epochs=3", "batch_size=32", "learning_rate=5e-3", "vocab_size=400",
+        "source_length=32", "target_length=8", "width=16", "hidden=32", "num_heads=2", "warmup_steps=0",
+        "metric_examples=8"])  # 8 = the TensorBoard table's examples: one decoding shape, compiled once
+    assert (cfg.source_field, cfg.target_field) == ("email", "subject")
+    result = fit(task, cfg, tmp_path / "run", verbose=0)
+    info = json.loads((result.run_dir / "data_info.json").read_text())
+    assert (info["num_train"], info["num_val"], info["num_test"]) == (256, 32, 32)
+    test = result.metrics["test"]
+    for key in ROUGE_KEYS:
+        assert 0.0 <= test[key] <= 1.0 and 0.0 < test[f"lead_{key}"] < 1.0, test
+    assert result.metrics["validation"]["loss"] < result.metrics["first_loss"] - 0.3  # it learned something

@@ -14,7 +14,7 @@ from typing import Callable
 
 from errors import UserError
 from pipelines.data import parse_data_spec
-from tasks.base import all_tasks, describe_config, get_task, parse_overrides, resolve_config
+from tasks.base import all_tasks, describe_config, get_task, parse_overrides, predict_overrides, resolve_config
 from training import rundir
 
 Start = Callable[[], str]  # selects the backend, imports keras, returns the backend's name
@@ -174,6 +174,7 @@ def cmd_predict(args, start: Start) -> int:
     if args.k is not None and args.k < 1:
         raise UserError(f"--k {args.k}: expected a positive int")
     inputs += [args.user] if args.user else []
+    overrides = predict_overrides(task, args.set)
     options = {"num_samples": args.num_samples, "item": args.item, "k": args.k, "input": args.input,
                "context": args.context}
     if args.artifact and not Path(args.artifact).exists():
@@ -188,7 +189,7 @@ def cmd_predict(args, start: Start) -> int:
     from training.inference import predict
 
     rows, out_dir = predict(task, run_dir, inputs, out_dir=args.out, which=args.checkpoint, options=options,
-                            artifact=args.artifact)
+                            artifact=args.artifact, overrides=overrides)
     for row in rows:
         print(json.dumps(row))
     print(f"written: {out_dir}")

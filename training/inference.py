@@ -10,7 +10,7 @@ import keras
 
 from errors import UserError
 from pipelines.data import parse_data_spec
-from tasks.base import Task
+from tasks.base import Task, apply_overrides
 from training import rundir
 from training.loop import build_compiled_model, build_data, evaluate_dataset, load_data_info, load_run_config
 
@@ -35,6 +35,8 @@ def weights_path(run_dir: Path, which: str) -> Path:
 def load_trained_model(task: Task, run_dir: Path, which: str = "final", overrides: dict | None = None):
     run_dir = rundir.require_run(run_dir)
     cfg, _ = load_run_config(task, run_dir)
+    if overrides:  # predict-time settings (see tasks.base.predict_overrides); the model is the run's
+        cfg = apply_overrides(cfg, overrides, source="predict --set")
     info = load_data_info(run_dir)
     model = build_compiled_model(task, cfg, info, total_steps=1)
     if model.optimizer is not None:
@@ -80,19 +82,23 @@ def _split_dataset(bundle, split: str):
 
 
 def predict(task: Task, run_dir: Path, inputs: list[str], *, out_dir: Path | None = None,
-            which: str = "final", options: dict | None = None, artifact: str | None = None) -> tuple[list[dict], Path]:
-    """Run the task's predict hook; `options` carries generic flags such as num_samples. With `artifact`
-    (an exported file of this run) the hook's model is that artifact run by its own runtime."""
+            which: str = "final", options: dict | None = None, artifact: str | None = None,
+            overrides: dict | None = None) -> tuple[list[dict], Path]:
+    """Run the task's predict hook; `options` carries generic flags such as num_samples, `overrides`
+    the task's predict-time config keys (`predict --set`). With `artifact` (an exported file of this
+    run) the hook's model is that artifact run by its own runtime."""
     if task.predict_outputs is None:
         raise UserError(f"task {task.name!r} has no predict outputs yet")
     if artifact is not None:
         from training.export import artifact_as_model
 
         cfg, _ = load_run_config(task, run_dir)
+        if overrides:
+            cfg = apply_overrides(cfg, overrides, source="predict --set")
         info = load_data_info(run_dir)
         model = artifact_as_model(task, Path(artifact), cfg, info)
     else:
-        model, cfg, info = load_trained_model(task, run_dir, which)
+        model, cfg, info = load_trained_model(task, run_dir, which, overrides)
     out_dir = Path(out_dir) if out_dir else Path(run_dir) / "predictions"
     out_dir.mkdir(parents=True, exist_ok=True)
     options = options or {}
