@@ -15,6 +15,31 @@ SHARED_DATA = ROOT.parent / "shared" / "data"
 
 from training.backend import default_backend, select_backend  # noqa: E402  (imports no keras)
 
+
+def quick_compile_environment(env=os.environ) -> None:
+    """Compile settings for the suite and the processes it starts (they inherit the environment).
+
+    The tests fit many tiny models, so compiling costs more than running: XLA's backend
+    optimization level 0 compiles several times faster (JAX compiles every weight initializer's
+    random sampler per shape), and JAX's persistent compilation cache, in a temporary folder for
+    this run unless JAX_COMPILATION_CACHE_DIR is set, lets a test or a fresh process that compiles
+    a computation seen before load it instead. Flags the caller set win."""
+    flags = env.get("XLA_FLAGS", "")
+    if "xla_backend_optimization_level" not in flags:
+        env["XLA_FLAGS"] = f"{flags} --xla_backend_optimization_level=0".strip()
+    if not env.get("JAX_COMPILATION_CACHE_DIR"):
+        import atexit
+        import shutil
+        import tempfile
+
+        cache = tempfile.mkdtemp(prefix="jax-compilation-cache-")
+        atexit.register(shutil.rmtree, cache, ignore_errors=True)
+        env["JAX_COMPILATION_CACHE_DIR"] = cache
+    env.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
+    env.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "-1")
+
+
+quick_compile_environment()  # before keras (and so JAX or TensorFlow) is first imported
 BACKEND = select_backend(default_backend())
 # `--set` value for the quickest few-step fits: XLA compilation costs TensorFlow seconds per model,
 # while JAX without jit dispatches (and compiles) op by op.
