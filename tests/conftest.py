@@ -4,7 +4,9 @@ The whole suite runs once per backend (KERAS_BACKEND=tensorflow, then jax), as K
 """
 
 import os
+import shutil
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -29,8 +31,6 @@ def quick_compile_environment(env=os.environ) -> None:
         env["XLA_FLAGS"] = f"{flags} --xla_backend_optimization_level=0".strip()
     if not env.get("JAX_COMPILATION_CACHE_DIR"):
         import atexit
-        import shutil
-        import tempfile
 
         cache = tempfile.mkdtemp(prefix="jax-compilation-cache-")
         atexit.register(shutil.rmtree, cache, ignore_errors=True)
@@ -53,6 +53,27 @@ def pytest_report_header(config):
 @pytest.fixture
 def backend():
     return BACKEND
+
+
+@pytest.fixture(scope="session")
+def tiny_fit():
+    """`tiny_fit(name)` -> (model.keras path, validation inputs, predictions at the end of fit): one tiny
+    fit per task for the whole session, shared by the contract and export tests."""
+    from tasks.base import get_task
+    from test_task_contract import fit_tiny
+    from training import portable
+
+    root = Path(tempfile.mkdtemp(prefix="tiny-fits-"))
+    made = {}
+
+    def get(name: str):
+        if name not in made:
+            result, inputs = fit_tiny(get_task(name), root / name)
+            made[name] = (result.run_dir / "model.keras", inputs, portable.flat_predictions(result.model, inputs))
+        return made[name]
+
+    yield get
+    shutil.rmtree(root, ignore_errors=True)
 
 
 def shared_data(name: str) -> Path:
