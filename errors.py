@@ -19,3 +19,7 @@ class TrainingError(Exception):
     """Training stopped for a reason the user must know about (e.g. a NaN loss)."""
 
     exit_code = 3
+
+
+class DiskFullError(TrainingError):
+    """A write failed for want of space (ENOSPC): what was published before stays intact."""

@@ -11,7 +11,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from training import rundir
+from training import checkpoints, rundir
 
 
 def current_learning_rate(optimizer) -> float:
@@ -172,6 +172,7 @@ class Checkpointer(keras.callbacks.Callback):
         self.best_epoch = best_epoch
         self.epoch = 0
         self._saved_on_signal = False
+        self._last_bytes: int | None = None
 
     def _global_step(self) -> int:
         return int(keras.ops.convert_to_numpy(self.model.optimizer.iterations))
@@ -196,7 +197,9 @@ class Checkpointer(keras.callbacks.Callback):
             return  # stopped mid-epoch: the interrupt checkpoint is the resume point
         logs = {k: float(v) for k, v in (logs or {}).items()}
         self.history.append({"epoch": epoch + 1, "step": self._global_step(), **logs})
-        rundir.write_json(self.run_dir / rundir.HISTORY, self.history)
+        with rundir.disk_full_is_an_error(self.run_dir / rundir.HISTORY, then="the last checkpoint is intact: free "
+                                          f"space, then python cli.py fit --resume {self.run_dir}"):
+            rundir.write_json(self.run_dir / rundir.HISTORY, self.history)
         value = logs.get(self.best_metric)
         improved = value is not None and math.isfinite(value) and (
             self.best is None or (value < self.best if self.minimise else value > self.best))
@@ -205,25 +208,40 @@ class Checkpointer(keras.callbacks.Callback):
         self.save(kind="epoch", improved=improved)
 
     def save(self, kind: str, improved: bool = False) -> Path:
+        """weights file (fsynced, renamed), then its record, then latest.json: each step is complete on
+        disk before the next names it. A full disk stops the run with one line; what was published
+        before stays as it was."""
         step = self._global_step()
         epoch_done, in_epoch = divmod(step, self.steps_per_epoch)
         name = f"step-{step:08d}.weights.h5"
         path = self.dir / name
-        rundir.save_keras_atomically(self.model, path, weights_only=True)
-        if improved:
-            rundir.save_keras_atomically(self.model, self.dir / "best.weights.h5", weights_only=True)
-        state = {"weights": name, "global_step": step, "epoch": epoch_done, "step_in_epoch": in_epoch,
-                 "kind": kind, "best_metric": self.best_metric, "best_value": self.best,
-                 "best_epoch": self.best_epoch,
-                 "time": time.strftime("%Y-%m-%dT%H:%M:%S")}
-        rundir.write_json(self.dir / "latest.json", state)
+        then = f"the previous checkpoint and latest.json are intact: free space, then python cli.py fit --resume {self.run_dir}"
+        with rundir.disk_full_is_an_error(path, self._expected_bytes(), then):
+            rundir.save_keras_atomically(self.model, path, weights_only=True)
+            if improved:
+                rundir.save_keras_atomically(self.model, self.dir / "best.weights.h5", weights_only=True)
+            state = {"weights": name, "global_step": step, "epoch": epoch_done, "step_in_epoch": in_epoch,
+                     "kind": kind, "best_metric": self.best_metric, "best_value": self.best,
+                     "best_epoch": self.best_epoch, **checkpoints.digest(path),
+                     "time": time.strftime("%Y-%m-%dT%H:%M:%S")}
+            rundir.write_json(self.dir / checkpoints.record_name(name), state)
+            rundir.write_json(self.dir / checkpoints.LATEST, state)
+        self._last_bytes = state["bytes"]
         self._prune(keep_name=name)
         return path
+
+    def _expected_bytes(self) -> int:
+        """What the next checkpoint needs: the last one's size, else the variables' bytes."""
+        if self._last_bytes:
+            return self._last_bytes
+        variables = list(self.model.weights) + list(getattr(self.model.optimizer, "variables", []))
+        return int(sum(np.prod(v.shape) * np.dtype(v.dtype).itemsize for v in variables))
 
     def _prune(self, keep_name: str) -> None:
         ckpts = sorted(self.dir.glob("step-*.weights.h5"))
         for old in ckpts[: max(0, len(ckpts) - self.keep)]:
             if old.name != keep_name:
+                (self.dir / checkpoints.record_name(old.name)).unlink(missing_ok=True)
                 old.unlink(missing_ok=True)
 
 

@@ -7,7 +7,9 @@ does it call `start()`, which selects the backend and imports keras (see cli.py)
 
 from __future__ import annotations
 
+import contextlib
 import json
+import sys
 import time
 from pathlib import Path
 from typing import Callable
@@ -15,7 +17,7 @@ from typing import Callable
 from errors import UserError
 from pipelines.data import parse_data_spec
 from tasks.base import all_tasks, describe_config, get_task, parse_overrides, predict_overrides, resolve_config
-from training import rundir
+from training import checkpoints, rundir, runlock
 
 Start = Callable[[], str]  # selects the backend, imports keras, returns the backend's name
 
@@ -67,12 +69,15 @@ def cmd_fit(args, start: Start) -> int:
     init = Path(args.init_weights) if args.init_weights else None
     if init is not None and not init.is_file():
         raise UserError(f"--init-weights {init}: no such file")
-    backend = start()
-    from training.loop import fit
+    # A named run directory is locked before the backend starts: a second writer is answered at once.
+    with runlock.held(Path(args.run_dir)) if args.run_dir else contextlib.nullcontext():
+        backend = start()
+        from training.loop import fit
 
-    run_dir = Path(args.run_dir) if args.run_dir else rundir.default_run_dir(args.log_root, task.name, backend)
-    print(f"fit {task.name} on {backend} (jit_compile={cfg.jit_compile}) -> {run_dir}", flush=True)
-    result = fit(task, cfg, run_dir, initial_weights=init, verbose=2 if args.quiet else "auto")
+        run_dir = Path(args.run_dir) if args.run_dir else rundir.default_run_dir(args.log_root, task.name, backend)
+        print(f"fit {task.name} on {backend} (jit_compile={cfg.jit_compile}) -> {run_dir}", flush=True)
+        with runlock.held(run_dir):
+            result = fit(task, cfg, run_dir, initial_weights=init, verbose=2 if args.quiet else "auto")
     _print_outcome(result.run_dir, result.metrics)
     return 0
 
@@ -81,6 +86,11 @@ def _resume(args, start: Start) -> int:
     run_dir = rundir.require_run(Path(args.resume))
     saved = rundir.read_json(run_dir / rundir.CONFIG)
     task = get_task(args.task or saved["task"])
+    with runlock.held(run_dir, "--resume"):
+        return _resume_locked(args, start, run_dir, task)
+
+
+def _resume_locked(args, start: Start, run_dir: Path, task) -> int:
     backend = start()
     from training.loop import fit, load_run_config
 
@@ -93,9 +103,10 @@ def _resume(args, start: Start) -> int:
         if conflicts:
             raise UserError(f"--resume {run_dir}: {', '.join(conflicts)} differ(s) from the run's config; "
                             "a resumed run keeps its config (start a new run to change it)")
-    if not (run_dir / rundir.CHECKPOINTS / "latest.json").exists():
+    ckpt_dir = run_dir / rundir.CHECKPOINTS
+    if not ckpt_dir.is_dir() or not any(ckpt_dir.glob("*.json")):
         raise UserError(f"--resume {run_dir}: no checkpoint yet (the run stopped before its first checkpoint)")
-    latest = rundir.read_json(run_dir / rundir.CHECKPOINTS / "latest.json")
+    latest, note = checkpoints.resume_point(ckpt_dir)
     finished = rundir.read_json(run_dir / rundir.METRICS) if (run_dir / rundir.METRICS).exists() else None
     if finished is not None and (latest["epoch"] >= cfg.epochs or finished.get("early_stopped")):
         stopped = finished.get("early_stopped")
@@ -103,9 +114,11 @@ def _resume(args, start: Start) -> int:
               + (f"(stopped early after epoch {stopped['epoch']})" if stopped else f"all {cfg.epochs} epochs"))
         _print_outcome(run_dir, finished)
         return 0
+    if note:
+        print(f"warning: {note}", file=sys.stderr, flush=True)
     print(f"resume {task.name} on {backend} from step {latest['global_step']} "
           f"(epoch {latest['epoch'] + 1}/{cfg.epochs}) -> {run_dir}", flush=True)
-    result = fit(task, cfg, run_dir, resume=True, verbose=2 if args.quiet else "auto")
+    result = fit(task, cfg, run_dir, resume=latest, verbose=2 if args.quiet else "auto")
     _print_outcome(result.run_dir, result.metrics)
     return 0
 

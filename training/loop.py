@@ -6,6 +6,7 @@ import contextlib
 import dataclasses
 import resource
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,7 +19,7 @@ from pipelines import DataInfo, stream
 from pipelines.data import data_info_from_dict
 from tasks.base import Task, config_from_dict
 from training import backend as backend_mod
-from training import rundir
+from training import checkpoints, rundir
 from training.callbacks import Checkpointer, EarlyStopping, Guard, SplitMetricsCallback, StepTimer, TensorBoardLogger
 from training.directions import logged_directions, resolve_best_metric
 
@@ -222,13 +223,39 @@ def peak_memory() -> dict:
     return out
 
 
-def fit(task: Task, cfg, run_dir: Path, *, resume: bool = False, initial_weights: Path | None = None,
+def load_checked_weights(model, path: Path, flag: str, with_optimizer: bool) -> None:
+    """Load a .weights.h5 only if its variables are exactly this model's (names and shapes), else one
+    line. The file is read as arrays (h5py, Keras' load_weights): nothing is unpickled or executed."""
+    path = Path(path)
+    if not path.name.endswith(".weights.h5"):
+        raise UserError(f"{flag} {path}: expected a .weights.h5 file written by this project "
+                        "(a checkpoint or compare's initial.weights.h5)")
+    try:
+        theirs = checkpoints.weights_layout(path)
+    except (OSError, ValueError, KeyError) as exc:
+        raise UserError(f"{flag} {path}: not a readable HDF5 weights file ({str(exc).splitlines()[0][:120]})") from None
+    with tempfile.TemporaryDirectory() as tmp:
+        own = Path(tmp) / "own.weights.h5"
+        model.save_weights(own)
+        ours = checkpoints.weights_layout(own)
+    mismatch = checkpoints.layout_mismatch(theirs, ours, with_optimizer)
+    if mismatch:
+        raise UserError(f"{flag} {path}: not a weights file of this model ({mismatch})")
+    try:
+        model.load_weights(path)
+    except (ValueError, KeyError, OSError) as exc:
+        raise UserError(f"{flag} {path}: cannot be loaded into this model ({str(exc).splitlines()[0][:160]})") from None
+
+
+def fit(task: Task, cfg, run_dir: Path, *, resume: bool | dict = False, initial_weights: Path | None = None,
         verbose="auto", extra_callbacks: Sequence = (), evaluate_test: bool = True) -> FitResult:
     """Train `task` with `cfg`, writing the run directory contract into `run_dir`.
 
-    `extra_callbacks` run after the engine's own each epoch (e.g. `tune`'s pruning reporter). With
-    `evaluate_test=False` (a search: only validation may guide it) the test split is dropped before
-    training and never read; metrics.json then holds `"test": null`.
+    `resume` is True (continue from the newest intact checkpoint) or that checkpoint's record
+    (`training.checkpoints.resume_point`). `extra_callbacks` run after the engine's own each epoch
+    (`tune`'s pruning reporter, benchmarks, tests). With `evaluate_test=False` (a search: only
+    validation may guide it) the test split is dropped before training and never read;
+    metrics.json then holds `"test": null`.
     """
     wall_start = time.perf_counter()
     run_dir = rundir.prepare_run_dir(Path(run_dir))
@@ -244,13 +271,13 @@ def fit(task: Task, cfg, run_dir: Path, *, resume: bool = False, initial_weights
 
     state, history, initial_loss = None, [], None
     if resume:
-        state = rundir.read_json(run_dir / rundir.CHECKPOINTS / "latest.json")
+        state = resume if isinstance(resume, dict) else _resume_point(run_dir)
         history = [h for h in _read_history(run_dir) if h["step"] <= state["global_step"]]
         model.optimizer.build(model.trainable_variables)
-        model.load_weights(run_dir / rundir.CHECKPOINTS / state["weights"])
+        load_checked_weights(model, run_dir / rundir.CHECKPOINTS / state["weights"], "--resume", with_optimizer=True)
     else:
         if initial_weights is not None:
-            model.load_weights(initial_weights)
+            load_checked_weights(model, initial_weights, "--init-weights", with_optimizer=False)
         else:
             prepare_model(task, model, data, cfg)
         initial_loss = _initial_loss(model, data, cfg) if initial_weights is not None else None
@@ -282,18 +309,21 @@ def fit(task: Task, cfg, run_dir: Path, *, resume: bool = False, initial_weights
         start_epoch += 1
     if start_epoch < cfg.epochs:
         segments.append((start_epoch, 0, cfg.epochs, steps))
-    for first, skip_batches, end, n_steps in segments:
-        train = stream.training_stream(
-            data.train, num_examples=info.num_train, batch_size=cfg.batch_size, seed=cfg.seed,
-            start_epoch=first, end_epoch=end, skip_batches=skip_batches, augment=data.augment,
-            batch=_batcher(data, cfg.batch_size))
-        if cfg.prestage:
-            train = stream.prestaged(train)
-        with input_pipeline_errors(cfg.data):
-            model.fit(train, validation_data=val, epochs=end, initial_epoch=first, steps_per_epoch=n_steps,
-                      callbacks=callbacks, verbose=_verbosity(verbose), shuffle=False)
-        if model.stop_training:
-            break
+    try:
+        for first, skip_batches, end, n_steps in segments:
+            train = stream.training_stream(
+                data.train, num_examples=info.num_train, batch_size=cfg.batch_size, seed=cfg.seed,
+                start_epoch=first, end_epoch=end, skip_batches=skip_batches, augment=data.augment,
+                batch=_batcher(data, cfg.batch_size))
+            if cfg.prestage:
+                train = stream.prestaged(train)
+            with input_pipeline_errors(cfg.data):
+                model.fit(train, validation_data=val, epochs=end, initial_epoch=first, steps_per_epoch=n_steps,
+                          callbacks=callbacks, verbose=_verbosity(verbose), shuffle=False)
+            if model.stop_training:
+                break
+    finally:
+        guard.on_train_end()  # a run stopped by an exception (a full disk) gives the signals back too
 
     if guard.nan_step is not None:
         raise TrainingError(
@@ -303,7 +333,9 @@ def fit(task: Task, cfg, run_dir: Path, *, resume: bool = False, initial_weights
         raise Interrupted(f"{guard.signal_name}: checkpoint saved at step {checkpointer._global_step()}; resume with: "
                           f"python cli.py fit --resume {run_dir}", guard.signal_name)
 
-    rundir.save_keras_atomically(model, run_dir / rundir.MODEL)
+    with rundir.disk_full_is_an_error(run_dir / rundir.MODEL, then=f"the checkpoints are intact: free space, "
+                                      f"then python cli.py fit --resume {run_dir}"):
+        rundir.save_keras_atomically(model, run_dir / rundir.MODEL)
     test = evaluate_best_on_test(task, model, data, cfg, run_dir, checkpointer) if data.test is not None else None
     metrics = _final_metrics(task, cfg, backend, checkpointer, timer, wall_start, resume, state)
     metrics["test"] = test
@@ -331,6 +363,13 @@ def _verbosity(verbose):
     if verbose == "auto":
         return 1 if sys.stdout.isatty() else 2
     return verbose
+
+
+def _resume_point(run_dir: Path) -> dict:
+    state, note = checkpoints.resume_point(run_dir / rundir.CHECKPOINTS)
+    if note:
+        print(f"warning: {note}", file=sys.stderr, flush=True)
+    return state
 
 
 def _read_history(run_dir: Path) -> list:
