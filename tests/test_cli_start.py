@@ -106,10 +106,10 @@ def test_errors_after_start_are_still_one_line(tiny_fit, tmp_path, argv, expecte
 
 @pytest.mark.parametrize("flags, env", [(["--verbose"], {}), ([], {"TF_CPP_MIN_LOG_LEVEL": "0"})],
                          ids=["--verbose", "TF_CPP_MIN_LOG_LEVEL=0"])
-def test_verbose_shows_start_up_logs(flags, env):
+def test_verbose_shows_start_up_logs(flags, env, tmp_path):
     """The start-up lines come back when asked for (a batch larger than the data fails right after start)."""
     proc = run_cli_subprocess(*flags, "fit", "--task", "classification", "--preset", "debug", "--set", "num_train=64",
-                              "--batch-size", "1000", "--run-dir", "unused", backend=BACKEND, env=env)
+                              "--batch-size", "1000", "--run-dir", tmp_path / "run", backend=BACKEND, env=env)
     assert proc.returncode == 2 and "--batch-size 1000" in proc.stderr, proc.stderr
     assert any(marker in proc.stderr for marker in ("I0000", "WARNING: All log messages")), proc.stderr
 
