@@ -69,15 +69,17 @@ def cmd_fit(args, start: Start) -> int:
     init = Path(args.init_weights) if args.init_weights else None
     if init is not None and not init.is_file():
         raise UserError(f"--init-weights {init}: no such file")
-    # A named run directory is locked before the backend starts: a second writer is answered at once.
-    with runlock.held(Path(args.run_dir)) if args.run_dir else contextlib.nullcontext():
+    with contextlib.ExitStack() as lock:
+        if args.run_dir:  # locked before the backend starts: a second writer is answered at once
+            lock.enter_context(runlock.held(Path(args.run_dir)))
         backend = start()
         from training.loop import fit
 
         run_dir = Path(args.run_dir) if args.run_dir else rundir.default_run_dir(args.log_root, task.name, backend)
+        if not args.run_dir:  # a new default folder (named by time and backend) is locked once it is known
+            lock.enter_context(runlock.held(run_dir))
         print(f"fit {task.name} on {backend} (jit_compile={cfg.jit_compile}) -> {run_dir}", flush=True)
-        with runlock.held(run_dir):
-            result = fit(task, cfg, run_dir, initial_weights=init, verbose=2 if args.quiet else "auto")
+        result = fit(task, cfg, run_dir, initial_weights=init, verbose=2 if args.quiet else "auto")
     _print_outcome(result.run_dir, result.metrics)
     return 0
 

@@ -274,12 +274,6 @@ def _metric_value(metric, targets: list, outputs: list) -> float:
     return float(metric.result())
 
 
-def max_abs(a: list, b: list) -> float:
-    from training.portable import max_abs_difference
-
-    return max_abs_difference(a, b)
-
-
 def per_example_seconds(run, inputs, n: int, budget_s: float = 0.5, most: int = 30) -> float:
     """Median seconds per example of `run(inputs)` over repeats (after one warm-up call)."""
     run(inputs)
@@ -307,7 +301,9 @@ def compare(task: Task, spec: Export, serving, artifact: Artifact, batches: list
     served = [spec.served_inputs(x, cfg, info, fmt) for x, _ in batches]
     expected = [keras_outputs(serving, s) for s in served]
     got = [artifact.run(s) for s in served]
-    diffs = [max_abs(e, g) for e, g in zip(expected, got)]
+    from training.portable import max_abs_difference
+
+    diffs = [max_abs_difference(e, g) for e, g in zip(expected, got)]
     out = {"batches": len(batches), "examples": int(sum(_batch_len(s) for s in served)),
            "max_abs_diff": float(max(diffs))}
     if spec.decision is not None:
