@@ -11,6 +11,7 @@ from keras_models import detector  # noqa: F401
 from keras_models import direction  # noqa: F401
 from keras_models import gan  # noqa: F401
 from keras_models import metrics  # noqa: F401
+from keras_models import pretrained  # noqa: F401
 from keras_models import regressor  # noqa: F401
 from keras_models import qa  # noqa: F401
 from keras_models import recommender  # noqa: F401

@@ -15,18 +15,20 @@ from pipelines import splits as split_rules
 from pipelines.labels import check_label_set
 from tasks import visuals
 from tasks.exporting import image_export
-from tasks.base import Task, TrainConfig, register
+from tasks.base import Task, register
+from tasks.finetuning import PretrainedConfig, check_finetune_config
 from tasks.lazy import lazy_module
 
 keras = lazy_module("keras")
 classifier = lazy_module("keras_models.classifier")
 image_ops = lazy_module("pipelines.images")
+pretrained = lazy_module("keras_models.pretrained")
 
 MODELS = {"cnn": "small_cnn", "resnet": "small_resnet"}  # builders in keras_models.classifier
 
 
 @dataclass(frozen=True)
-class ClassificationConfig(TrainConfig):
+class ClassificationConfig(PretrainedConfig):
     model: str = field(default="cnn", metadata={"choices": tuple(MODELS), "help": "cnn | resnet"})
     epochs: int = 8
     batch_size: int = 64
@@ -145,6 +147,11 @@ def build_datasets(cfg: ClassificationConfig) -> Data:
 
 
 def build_model(cfg: ClassificationConfig, info: DataInfo) -> keras.Model:
+    check_finetune_config(cfg)
+    if cfg.backbone:  # the preset's converter resizes and normalises inside the model
+        return pretrained.image_classifier(pretrained.load_backbone(cfg.backbone, "image"),
+                                           pretrained.load_image_converter(cfg.backbone),
+                                           info.input_shape, info.num_classes, dropout=cfg.dropout)
     return getattr(classifier, MODELS[cfg.model])(info.input_shape, info.num_classes, width=cfg.width, dropout=cfg.dropout)
 
 
@@ -195,7 +202,7 @@ def predict_outputs(model, inputs: list[str], out_dir: Path, cfg, info: DataInfo
 
 register(Task(
     name="classification",
-    description="image classification (small CNN / small ResNet)",
+    description="image classification (small CNN / small ResNet / a keras-hub backbone)",
     config_cls=ClassificationConfig,
     build_datasets=build_datasets,
     build_model=build_model,

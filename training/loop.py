@@ -19,7 +19,7 @@ from pipelines import DataInfo, stream
 from pipelines.data import data_info_from_dict
 from tasks.base import Task, config_from_dict
 from training import backend as backend_mod
-from training import checkpoints, rundir
+from training import checkpoints, finetune, rundir
 from training.callbacks import Checkpointer, EarlyStopping, Guard, SplitMetricsCallback, StepTimer, TensorBoardLogger
 from training.directions import logged_directions, resolve_best_metric
 
@@ -133,7 +133,7 @@ def build_and_compile(task: Task, cfg, info: DataInfo, total_steps: int) -> tupl
     """The task's model, compiled; also the metric objects it was compiled with (they carry directions)."""
     keras.utils.set_random_seed(cfg.seed)
     model = build_with_precision(task, cfg, info)
-    optimizer = make_optimizer(cfg, total_steps)
+    optimizer = finetune.scale_backbone_lr(make_optimizer(cfg, total_steps), model, cfg)
     metrics = task.metrics(cfg, info) if task.metrics is not None else []
     if task.compile is not None:
         task.compile(model, cfg, info, optimizer)
@@ -309,6 +309,7 @@ def fit(task: Task, cfg, run_dir: Path, *, resume: bool | dict = False, initial_
         start_epoch += 1
     if start_epoch < cfg.epochs:
         segments.append((start_epoch, 0, cfg.epochs, steps))
+    segments = finetune.split_at_unfreeze(segments, cfg)
     try:
         for first, skip_batches, end, n_steps in segments:
             train = stream.training_stream(
@@ -317,6 +318,7 @@ def fit(task: Task, cfg, run_dir: Path, *, resume: bool | dict = False, initial_
                 batch=_batcher(data, cfg.batch_size))
             if cfg.prestage:
                 train = stream.prestaged(train)
+            finetune.enter_phase(model, cfg, first)
             with input_pipeline_errors(cfg.data):
                 model.fit(train, validation_data=val, epochs=end, initial_epoch=first, steps_per_epoch=n_steps,
                           callbacks=callbacks, verbose=_verbosity(verbose), shuffle=False)
@@ -324,6 +326,7 @@ def fit(task: Task, cfg, run_dir: Path, *, resume: bool | dict = False, initial_
                 break
     finally:
         guard.on_train_end()  # a run stopped by an exception (a full disk) gives the signals back too
+        finetune.unfreeze(model)
 
     if guard.nan_step is not None:
         raise TrainingError(
