@@ -9,8 +9,10 @@ and Keras imports them when loading it.
 
 from __future__ import annotations
 
+import base64
 import importlib
 import sys
+import tempfile
 from pathlib import Path
 
 import keras
@@ -30,14 +32,14 @@ def _hub():
     return importlib.import_module("keras_hub")
 
 
-def _from_preset(loader, handle: str, what: str):
-    """`loader.from_preset(handle)` with one-line errors naming the handle."""
+def _from_preset(loader, handle: str, what: str, **kwargs):
+    """`loader.from_preset(handle, **kwargs)` with one-line errors naming the handle."""
     local = Path(handle).expanduser()
     looks_local = handle.startswith((".", "/", "~")) or local.exists()
     if looks_local and not local.is_dir():
         raise UserError(f"{FLAG}={handle}: no such preset directory (expected a folder written by save_to_preset)")
     try:
-        return loader.from_preset(str(local) if looks_local else handle)
+        return loader.from_preset(str(local) if looks_local else handle, **kwargs)
     except UserError:
         raise
     except Exception as exc:  # noqa: BLE001  (keras-hub raises ValueError, requests/kagglehub errors, OSError)
@@ -83,6 +85,32 @@ def load_tokenizer(handle: str):
     return _from_preset(_hub().models.Tokenizer, handle, "tokenizer")
 
 
+def load_text_preprocessor(handle: str, sequence_length: int):
+    """The preset's tokenizer and packer ([CLS] ... [SEP], padding mask) for single-text classification."""
+    return _from_preset(_hub().models.TextClassifierPreprocessor, handle,
+                        "text preprocessor (expected a text backbone preset with its tokenizer: BERT, DistilBERT...)",
+                        sequence_length=sequence_length)
+
+
+def preprocessor_to_json(preprocessor) -> dict:
+    """A text preprocessor as JSON (its config and its tokenizer's vocabulary files, base64): saved in a
+    run's data_info.json, so evaluate and predict tokenize as fit did without the preset."""
+    with tempfile.TemporaryDirectory() as tmp:
+        preprocessor.tokenizer.save_assets(tmp)
+        assets = {p.name: base64.b64encode(p.read_bytes()).decode("ascii") for p in Path(tmp).iterdir()}
+    return {"preprocessor": keras.saving.serialize_keras_object(preprocessor), "assets": assets}
+
+
+def preprocessor_from_json(saved: dict):
+    _hub()  # registers keras-hub's classes
+    preprocessor = keras.saving.deserialize_keras_object(saved["preprocessor"])
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, data in saved["assets"].items():
+            (Path(tmp) / name).write_bytes(base64.b64decode(data))
+        preprocessor.tokenizer.load_assets(tmp)
+    return preprocessor
+
+
 def find_backbone(model):
     """The keras-hub backbone nested in `model` (None if it has none)."""
     if "keras_hub" not in sys.modules:  # no keras-hub layer can exist before it is imported
@@ -109,6 +137,19 @@ def image_classifier(backbone, converter, input_shape, num_classes, dropout=0.2,
     inputs = keras.Input(input_shape, name="image")
     x = backbone(preset_image_input(inputs, converter))
     x = layers.GlobalAveragePooling2D(name="pool")(x)
+    x = layers.Dropout(dropout)(x)
+    outputs = layers.Dense(num_classes, name="logits", dtype="float32")(x)
+    return keras.Model(inputs, outputs, name=name)
+
+
+def text_classifier(backbone, sequence_length, num_classes, dropout=0.1, name="pretrained_text_classifier"):
+    """The backbone's pooled output (or its first token's, [CLS]), dropout and dense logits."""
+    inputs = {key: keras.Input((sequence_length,), dtype="int32", name=key) for key in backbone.input}
+    out = backbone(inputs)
+    if isinstance(out, dict):
+        x = out["pooled_output"] if "pooled_output" in out else out["sequence_output"][:, 0, :]
+    else:
+        x = out[:, 0, :]
     x = layers.Dropout(dropout)(x)
     outputs = layers.Dense(num_classes, name="logits", dtype="float32")(x)
     return keras.Model(inputs, outputs, name=name)

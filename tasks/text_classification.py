@@ -22,8 +22,9 @@ from pipelines import Data, DataInfo, parse_data_spec
 from pipelines.data import InputSpec
 from pipelines.labels import check_label_set
 from pipelines.splits import carve_indices, carved_note, find_split_folders
-from tasks.base import Task, TrainConfig, register
+from tasks.base import Task, register
 from tasks.exporting import Export, argmax_decision, log_probabilities
+from tasks.finetuning import PretrainedConfig, check_finetune_config
 from tasks.lazy import lazy_module
 from tasks.visuals import confusion_image, confusion_matrix
 
@@ -32,6 +33,8 @@ ops = lazy_module("keras.ops")
 model_metrics = lazy_module("keras_models.metrics")
 text_models = lazy_module("keras_models.text")
 text_data = lazy_module("pipelines.text")
+pretrained = lazy_module("keras_models.pretrained")
+preset_text = lazy_module("pipelines.preset_text")
 
 STANDARDIZE = {"lower_and_strip_punctuation": "lower_and_strip_punctuation", "lower": "lower",
                "strip_punctuation": "strip_punctuation", "none": None}
@@ -39,7 +42,7 @@ MODEL_NAMES = ("cnn", "bilstm", "transformer")  # keys of keras_models.text.MODE
 
 
 @dataclass(frozen=True)
-class TextClassificationConfig(TrainConfig):
+class TextClassificationConfig(PretrainedConfig):
     model: str = field(default="cnn", metadata={"choices": MODEL_NAMES,
                                                  "help": "cnn | bilstm | transformer"})
     epochs: int = 6
@@ -193,6 +196,8 @@ def _report_empty(empty: dict, counts: dict, cfg) -> None:
 def _finish(cfg, raw: _Raw, fitted: DataInfo | None) -> Data:
     if len(raw.class_names) < 2:
         raise DataError(f"--data {cfg.data}: expected at least 2 classes, found {list(raw.class_names)}")
+    if cfg.backbone:
+        return _finish_with_preset(cfg, raw, fitted)
     standardize = STANDARDIZE[cfg.standardize]
     train_raw, num_train = raw.splits["train"]
     vocab = vocabulary_of(fitted) if fitted is not None else []
@@ -217,6 +222,27 @@ def _finish(cfg, raw: _Raw, fitted: DataInfo | None) -> Data:
     return Data.from_splits(sets, info)
 
 
+def _finish_with_preset(cfg, raw: _Raw, fitted: DataInfo | None) -> Data:
+    """The preset's tokenizer replaces the learned vocabulary; it is saved in data_info.json (extra)."""
+    check_finetune_config(cfg)
+    preprocessor = (preset_preprocessor(fitted) if fitted is not None
+                    else pretrained.load_text_preprocessor(cfg.backbone, cfg.sequence_length))
+    sets = {split: preset_text.tokenize(ds, preprocessor) for split, (ds, _) in raw.splits.items()}
+    counts = {split: n for split, (_, n) in raw.splits.items()}
+    inputs = {name: InputSpec((cfg.sequence_length,), "int32") for name in preset_text.input_names(preprocessor)}
+    info = DataInfo(
+        raw.source, counts["train"], counts["validation"], inputs, len(raw.class_names), tuple(raw.class_names),
+        extra={"tokenizer": f"keras-hub preset {cfg.backbone}", "sequence_length": cfg.sequence_length,
+               "preset_preprocessor": pretrained.preprocessor_to_json(preprocessor)},
+        num_test=counts.get("test", 0), splits=raw.origins)
+    return Data.from_splits(sets, info)
+
+
+def preset_preprocessor(info: DataInfo):
+    """The fine-tuned run's tokenizer and packer, from its data_info.json."""
+    return pretrained.preprocessor_from_json(info.extra["preset_preprocessor"])
+
+
 def build_datasets(cfg: TextClassificationConfig) -> Data:
     spec = parse_data_spec(cfg.data)
     return _finish(cfg, LOADERS[spec.kind](cfg, spec, None), None)
@@ -232,6 +258,10 @@ def rebuild_datasets(cfg: TextClassificationConfig, fitted: DataInfo) -> Data:
 
 
 def build_model(cfg: TextClassificationConfig, info: DataInfo) -> keras.Model:
+    check_finetune_config(cfg)
+    if cfg.backbone:
+        return pretrained.text_classifier(pretrained.load_backbone(cfg.backbone, "text"), cfg.sequence_length,
+                                          info.num_classes, dropout=cfg.dropout)
     vocab_size = len(vocabulary_of(info)) or cfg.vocab_size
     return text_models.MODELS[cfg.model](
         vocab_size, cfg.sequence_length, info.num_classes, embedding_dim=cfg.embedding_dim, hidden=cfg.hidden,
@@ -281,12 +311,19 @@ def misclassified_table(ids, true, pred, probs, names, vocabulary, limit: int = 
 def visualize(model, batch, info: DataInfo, cfg) -> dict:
     """Confusion matrix (image) and misclassified texts (markdown table) on the first validation texts."""
     x, y = batch
+    ids, vocabulary = _ids_and_vocabulary(x, info)
     probs = np.asarray(ops.softmax(model.predict_on_batch(x), axis=-1))
     pred, y = np.argmax(probs, axis=-1), np.asarray(y).reshape(-1)
     names = info.class_names or tuple(str(i) for i in range(info.num_classes))
     cm = confusion_matrix(y, pred, info.num_classes)
     return {"confusion_matrix": confusion_image(cm, names),
-            "misclassified": misclassified_table(x, y, pred, probs, names, vocabulary_of(info))}
+            "misclassified": misclassified_table(ids, y, pred, probs, names, vocabulary)}
+
+
+def _ids_and_vocabulary(x, info: DataInfo) -> tuple:
+    if isinstance(x, dict):  # a preset's inputs: token ids index its tokenizer's vocabulary
+        return x["token_ids"], preset_preprocessor(info).tokenizer.get_vocabulary()
+    return x, vocabulary_of(info)
 
 
 def sample_inputs(cfg, info: DataInfo, out_dir: Path, n: int) -> list[str]:
@@ -300,8 +337,11 @@ def predict_outputs(model, inputs: list[str], out_dir: Path, cfg, info: DataInfo
     if not texts:
         raise UserError("predict: give at least one text (as arguments or --input FILE, one text a line)")
     extra = info.extra
-    ids = text_data.tokenize_texts(texts, vocabulary_of(info), extra["sequence_length"],
-                                   STANDARDIZE[extra.get("standardize", "lower_and_strip_punctuation")])
+    if "preset_preprocessor" in extra:
+        ids = preset_text.encode_texts(texts, preset_preprocessor(info))
+    else:
+        ids = text_data.tokenize_texts(texts, vocabulary_of(info), extra["sequence_length"],
+                                       STANDARDIZE[extra.get("standardize", "lower_and_strip_punctuation")])
     probs = np.asarray(ops.softmax(model.predict_on_batch(ids), axis=-1))
     rows = []
     for text, p in zip(texts, probs):
@@ -318,6 +358,9 @@ def predict_outputs(model, inputs: list[str], out_dir: Path, cfg, info: DataInfo
 
 def serving_model(model, cfg, info: DataInfo, fmt: str):
     """Raw strings (SavedModel) or token ids -> the model -> class probabilities."""
+    if "preset_preprocessor" in info.extra:
+        raise UserError("export: a run fine-tuned from a keras-hub preset cannot be exported yet (its tokenizer is "
+                        "not in the graph); use predict, or model.keras with the preset's preprocessor")
     length = info.extra["sequence_length"]
     if fmt == "saved_model":
         texts = keras.Input((), dtype="string", name="texts")
