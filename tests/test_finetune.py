@@ -6,6 +6,7 @@ One classification fit (2 epochs: the first frozen, the second unfrozen at backb
 shared by the checks on freezing, resume across the unfreeze epoch, evaluate/predict and reloading.
 """
 
+import json
 import shutil
 
 import numpy as np
@@ -153,7 +154,7 @@ def test_resume_at_the_unfreeze_epoch_matches_the_uninterrupted_run(finetuned, t
     assert resumed.metrics["resumed_from_step"] == STEPS_PER_EPOCH
 
 
-def test_finetuned_run_evaluates_predicts_and_reloads_in_a_fresh_process(finetuned, tmp_path):
+def test_finetuned_image_run_evaluates_and_predicts(finetuned, tmp_path):
     from training import inference
 
     result, _, cfg = finetuned
@@ -163,11 +164,6 @@ def test_finetuned_run_evaluates_predicts_and_reloads_in_a_fresh_process(finetun
     images = task.sample_inputs(cfg, inference.load_data_info(result.run_dir), tmp_path, 2)
     rows, _ = inference.predict(task, result.run_dir, images, out_dir=tmp_path / "pred")
     assert len(rows) == 2 and all(r["label"] in cfg.classes for r in rows)
-    inputs = np.random.default_rng(0).random((4, SIZE, SIZE, 3), dtype=np.float32)
-    expected = portable.flat_predictions(result.model, inputs)
-    reloaded = portable.predict_in_fresh_process({"finetuned": (result.run_dir / "model.keras", inputs)}, BACKEND,
-                                                 tmp_path)
-    assert portable.max_abs_difference(expected, reloaded.predictions["finetuned"]) <= 1e-5
 
 
 def test_a_text_preset_for_an_image_task_is_one_line_before_training(presets, tmp_path):
@@ -203,3 +199,70 @@ def test_missing_directory_and_knobs_without_backbone_are_one_line(tmp_path):
     with pytest.raises(UserError, match="need --set backbone=PRESET"):
         get_task("classification").build_model(
             resolve_config(get_task("classification"), sets=["freeze_backbone_epochs=1"]), None)
+
+
+# --- text-classification from a BERT-family preset ---------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def text_finetuned(presets, tmp_path_factory):
+    from training.loop import fit
+
+    recorder = BackboneSnapshots()
+    cfg = resolve_config(get_task("text-classification"), preset="debug", sets=[
+        FAST_JIT, f"backbone={presets['text']}", "epochs=2", "freeze_backbone_epochs=1", "learning_rate=0.01",
+        "batch_size=32", "num_train=64", "num_val=32", "num_test=0", "sequence_length=12"])
+    result = fit(get_task("text-classification"), cfg, tmp_path_factory.mktemp("text") / "run", verbose=0,
+                 extra_callbacks=[recorder])
+    return result, recorder.epochs, cfg
+
+
+def test_text_run_tokenizes_with_the_preset_and_freezes_then_trains_the_backbone(text_finetuned, presets):
+    result, epochs, _ = text_finetuned
+    info = json.loads((result.run_dir / "data_info.json").read_text())
+    assert set(info["inputs"]) == {"token_ids", "padding_mask", "segment_ids"}
+    assert info["vocabularies"] == {} and "vocabulary.txt" in info["extra"]["preset_preprocessor"]["assets"]
+    assert max_change(preset_weights(presets["text"]), epochs[0]["backbone"]) == 0.0
+    assert max_change(epochs[0]["backbone"], epochs[1]["backbone"]) > 0
+
+
+def test_text_run_predicts_with_the_tokenizer_saved_in_the_run(text_finetuned, tmp_path):
+    """The run's data_info.json, not the preset, tokenizes for predict: a text of the preset's words
+    and one of words it lacks ([UNK]) get the probabilities the trained model gives their ids."""
+    from training import inference
+
+    result, _, _ = text_finetuned
+    task = get_task("text-classification")
+    rows, _ = inference.predict(task, result.run_dir, ["very good film", "zebra"], out_dir=tmp_path)
+    ids = {"token_ids": np.array([[2, 8, 5, 7, 3] + [0] * 7, [2, 1, 3] + [0] * 9], np.int32),
+           "padding_mask": np.array([[1] * 5 + [0] * 7, [1] * 3 + [0] * 9], np.int32),
+           "segment_ids": np.zeros((2, 12), np.int32)}
+    import keras
+
+    probs = np.asarray(keras.ops.softmax(result.model.predict_on_batch(ids), axis=-1))
+    names = list(rows[0]["probabilities"])
+    got = np.array([[r["probabilities"][n] for n in names] for r in rows])
+    np.testing.assert_allclose(got, probs, atol=1e-5)
+
+
+def test_finetuned_models_reload_in_a_fresh_process(finetuned, text_finetuned, tmp_path):
+    """model.keras of both runs loads with a plain keras.saving.load_model (keras-hub imported by Keras
+    from the module the file names) and predicts what the trained model predicted."""
+    image, text = finetuned[0], text_finetuned[0]
+    cases = {"image": (image.run_dir / "model.keras", np.random.default_rng(0).random((4, SIZE, SIZE, 3), np.float32)),
+             "text": (text.run_dir / "model.keras", {"token_ids": np.array([[2, 5, 6, 3, 0, 0, 0, 0, 0, 0, 0, 0]] * 2, np.int32),
+                                                      "padding_mask": np.array([[1] * 4 + [0] * 8] * 2, np.int32),
+                                                      "segment_ids": np.zeros((2, 12), np.int32)})}
+    reloaded = portable.predict_in_fresh_process(cases, BACKEND, tmp_path)
+    for name, result in (("image", image), ("text", text)):
+        expected = portable.flat_predictions(result.model, cases[name][1])
+        assert portable.max_abs_difference(expected, reloaded.predictions[name]) <= 1e-5, name
+
+
+def test_an_image_preset_for_text_classification_is_one_line_before_training(presets, tmp_path):
+    from training.loop import fit
+
+    cfg = resolve_config(get_task("text-classification"), preset="debug", sets=[f"backbone={presets['image']}"])
+    with pytest.raises(UserError, match=r"backbone=.*resnet: the directory holds no loadable text preprocessor") as err:
+        fit(get_task("text-classification"), cfg, tmp_path / "run", verbose=0)
+    assert "\n" not in str(err.value)
