@@ -68,7 +68,8 @@ class BackboneSnapshots:
                 from keras_models.pretrained import find_backbone
 
                 backbone = find_backbone(self.model)
-                self.epochs[epoch] = {"backbone": [np.array(w) for w in backbone.get_weights()],
+                self.epochs[epoch] = {"backbone": [np.array(v) for v in backbone.weights],
+                                      "learned": [np.array(v) for v in backbone.weights if "moving" not in v.path],
                                       "head": np.array(self.model.get_layer("logits").get_weights()[0])}
 
         return Recorder()
@@ -105,12 +106,10 @@ def test_frozen_epoch_leaves_the_backbone_unchanged_and_trains_the_head(finetune
 
 def test_unfrozen_epoch_changes_the_backbone_within_the_scaled_learning_rate(finetuned):
     _, epochs, _ = finetuned
-    change = max_change(epochs[0]["backbone"], epochs[1]["backbone"])
-    assert change > 0
-    # Adam moves a weight by at most ~3.2 lr per step (its bias-corrected m/sqrt(v) <= (1-b1)/sqrt(1-b2)).
-    assert change < 3.2 * LR * SCALE * STEPS_PER_EPOCH + 1.0  # BN moving statistics may move more
-    trainable = [np.array(w) for w in epochs[1]["backbone"]]
-    assert len(trainable) == len(epochs[0]["backbone"])
+    change = max_change(epochs[0]["learned"], epochs[1]["learned"])  # BN moving statistics left out
+    # Adam moves a weight by at most (1-b1)/sqrt(1-b2) ~ 3.2 learning rates per step; unscaled, the
+    # bound would be 10x this one (the exact scale is the one-step test's).
+    assert 0 < change <= 3.2 * LR * SCALE * STEPS_PER_EPOCH
 
 
 def test_one_step_moves_backbone_weights_by_the_scaled_learning_rate(presets):
@@ -210,20 +209,20 @@ def text_finetuned(presets, tmp_path_factory):
 
     recorder = BackboneSnapshots()
     cfg = resolve_config(get_task("text-classification"), preset="debug", sets=[
-        FAST_JIT, f"backbone={presets['text']}", "epochs=2", "freeze_backbone_epochs=1", "learning_rate=0.01",
+        FAST_JIT, f"backbone={presets['text']}", "epochs=1", "learning_rate=0.01",
         "batch_size=32", "num_train=64", "num_val=32", "num_test=0", "sequence_length=12"])
     result = fit(get_task("text-classification"), cfg, tmp_path_factory.mktemp("text") / "run", verbose=0,
                  extra_callbacks=[recorder])
     return result, recorder.epochs, cfg
 
 
-def test_text_run_tokenizes_with_the_preset_and_freezes_then_trains_the_backbone(text_finetuned, presets):
+def test_text_run_tokenizes_with_the_preset_and_trains_the_backbone(text_finetuned, presets):
+    """One epoch, no freeze (the freeze/unfreeze machinery is the image run's, and CI time is short)."""
     result, epochs, _ = text_finetuned
     info = json.loads((result.run_dir / "data_info.json").read_text())
     assert set(info["inputs"]) == {"token_ids", "padding_mask", "segment_ids"}
     assert info["vocabularies"] == {} and "vocabulary.txt" in info["extra"]["preset_preprocessor"]["assets"]
-    assert max_change(preset_weights(presets["text"]), epochs[0]["backbone"]) == 0.0
-    assert max_change(epochs[0]["backbone"], epochs[1]["backbone"]) > 0
+    assert max_change(preset_weights(presets["text"]), epochs[0]["backbone"]) > 0
 
 
 def test_text_run_predicts_with_the_tokenizer_saved_in_the_run(text_finetuned, tmp_path):
