@@ -111,12 +111,15 @@ def preprocessor_from_json(saved: dict):
     return preprocessor
 
 
+ENCODER = "pretrained_encoder"  # a backbone's layers as a sub-model with its pyramid outputs
+
+
 def find_backbone(model):
-    """The keras-hub backbone nested in `model` (None if it has none)."""
+    """The keras-hub backbone (or its pyramid encoder) nested in `model`; None if it has none."""
     if "keras_hub" not in sys.modules:  # no keras-hub layer can exist before it is imported
         return None
     hub = _hub()
-    found = [layer for layer in model.layers if isinstance(layer, hub.models.Backbone)]
+    found = [layer for layer in model.layers if isinstance(layer, hub.models.Backbone) or layer.name == ENCODER]
     return found[0] if found else None
 
 
@@ -139,6 +142,33 @@ def image_classifier(backbone, converter, input_shape, num_classes, dropout=0.2,
     x = layers.GlobalAveragePooling2D(name="pool")(x)
     x = layers.Dropout(dropout)(x)
     outputs = layers.Dense(num_classes, name="logits", dtype="float32")(x)
+    return keras.Model(inputs, outputs, name=name)
+
+
+def unet_on_backbone(backbone, converter, input_shape, num_classes, filters=16, name="pretrained_unet"):
+    """A U-Net whose encoder is the backbone: its pyramid outputs (P2 at 1/4 of the input, P3 at 1/8...)
+    are the skips; each decoder stage upsamples, joins the next finer level and refines; the finest
+    level is upsampled to the input size. The converter normalises without resizing (masks keep the
+    input's size). H and W must be divisible by the coarsest level's stride."""
+    from keras_models.unet import conv_block
+
+    levels = sorted(backbone.pyramid_outputs, key=lambda k: int(k[1:]))  # "P2", "P3", ...
+    stride = 2 ** int(levels[-1][1:])
+    if input_shape[0] % stride or input_shape[1] % stride:
+        raise UserError(f"--set image_size={input_shape[0]}: a {type(backbone).__name__} encoder needs a size "
+                        f"divisible by {stride} (its coarsest pyramid level, {levels[-1]})")
+    encoder = keras.Model(backbone.inputs, [backbone.pyramid_outputs[k] for k in levels], name=ENCODER)
+    normalise = type(converter).from_config({**converter.get_config(), "image_size": None})
+    inputs = keras.Input(input_shape, name="image")
+    features = encoder(preset_image_input(inputs, normalise))
+    x = features[-1]
+    for i in reversed(range(len(levels) - 1)):
+        x = layers.UpSampling2D(2 ** (int(levels[i + 1][1:]) - int(levels[i][1:])), name=f"up_{levels[i]}")(x)
+        x = layers.Concatenate(name=f"skip_{levels[i]}")([x, features[i]])
+        x = conv_block(x, filters * 2**i, name=f"dec_{levels[i]}")
+    x = layers.UpSampling2D(2 ** int(levels[0][1:]), interpolation="bilinear", name="up_input")(x)
+    x = conv_block(x, filters, name="dec_input")
+    outputs = layers.Conv2D(num_classes, 1, name="logits", dtype="float32")(x)
     return keras.Model(inputs, outputs, name=name)
 
 

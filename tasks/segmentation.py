@@ -16,19 +16,21 @@ from pipelines import splits as split_rules
 from pipelines import files, shapes
 from tasks import visuals
 from tasks.exporting import image_export
-from tasks.base import Task, TrainConfig, register
+from tasks.base import Task, register
+from tasks.finetuning import PretrainedConfig, check_finetune_config
 from tasks.lazy import lazy_module
 
 keras = lazy_module("keras")
 unet = lazy_module("keras_models.unet")
 seg = lazy_module("pipelines.segmentation")
+pretrained = lazy_module("keras_models.pretrained")
 
 MODELS = {"unet": "unet", "unet_light": "unet_light"}  # builders in keras_models.unet
 DEFAULT_SIZE = {"embedded": 64, "tfds": 128, "path": 128}
 
 
 @dataclass(frozen=True)
-class SegmentationConfig(TrainConfig):
+class SegmentationConfig(PretrainedConfig):
     model: str = field(default="unet", metadata={"choices": tuple(MODELS), "help": "unet | unet_light (half the filters: ~4x fewer weights, ~2x faster on CPU)"})
     epochs: int = 8
     batch_size: int = 16
@@ -142,6 +144,11 @@ def build_datasets(cfg: SegmentationConfig) -> Data:
 
 
 def build_model(cfg: SegmentationConfig, info: DataInfo) -> keras.Model:
+    check_finetune_config(cfg)
+    if cfg.backbone:  # the backbone's pyramid outputs are the U-Net's encoder (depth does not apply)
+        return pretrained.unet_on_backbone(pretrained.load_backbone(cfg.backbone, "pyramid"),
+                                           pretrained.load_image_converter(cfg.backbone), tuple(info.input_shape),
+                                           info.num_classes, filters=cfg.filters)
     if info.input_shape[0] % 2**cfg.depth or info.input_shape[1] % 2**cfg.depth:
         raise UserError(f"--set depth={cfg.depth}: input {info.input_shape[:2]} is not divisible by {2**cfg.depth}")
     kwargs = dict(depth=cfg.depth, filters=cfg.filters, dropout=cfg.dropout, batch_norm=cfg.batch_norm)

@@ -24,7 +24,8 @@ SIZE = 16  # images and the preset's image size
 
 @pytest.fixture(scope="module")
 def presets(tmp_path_factory):
-    """{"image": tiny ResNet preset dir (with its image converter), "text": tiny BERT preset dir}."""
+    """Tiny preset dirs: "image" (1-stage ResNet + image converter), "pyramid" (2 stages: P2, P3),
+    "text" (BERT + tokenizer)."""
     import keras
     import keras_hub
 
@@ -40,8 +41,14 @@ def presets(tmp_path_factory):
     text = keras_hub.models.BertBackbone(vocabulary_size=len(vocab), num_layers=1, num_heads=2, hidden_dim=8,
                                          intermediate_dim=16, max_sequence_length=32)
     text.save_to_preset(root / "bert")
+    pyramid = keras_hub.models.ResNetBackbone(
+        input_conv_filters=[64], input_conv_kernel_sizes=[3], stackwise_num_filters=[64, 64],
+        stackwise_num_blocks=[1, 1], stackwise_num_strides=[1, 2], block_type="basic_block",
+        use_pre_activation=False, image_shape=(None, None, 3))
+    pyramid.save_to_preset(root / "pyramid")
+    keras_hub.layers.ResNetImageConverter(image_size=(SIZE, SIZE), scale=1 / 255.0).save_to_preset(root / "pyramid")
     keras_hub.models.BertTokenizer(vocabulary=vocab).save_to_preset(root / "bert")
-    return {"image": root / "resnet", "text": root / "bert"}
+    return {"image": root / "resnet", "text": root / "bert", "pyramid": root / "pyramid"}
 
 
 def classification_cfg(preset, *sets):
@@ -244,16 +251,49 @@ def test_text_run_predicts_with_the_tokenizer_saved_in_the_run(text_finetuned, t
     np.testing.assert_allclose(got, probs, atol=1e-5)
 
 
-def test_finetuned_models_reload_in_a_fresh_process(finetuned, text_finetuned, tmp_path):
-    """model.keras of both runs loads with a plain keras.saving.load_model (keras-hub imported by Keras
+# --- segmentation: the backbone's pyramid outputs as a U-Net encoder ------------------------------------
+
+
+@pytest.fixture(scope="module")
+def segmentation_finetuned(presets, tmp_path_factory):
+    """The 2-stage tiny ResNet has pyramid levels P2 and P3 (1/8): 32x32 scenes, one epoch."""
+    from training.loop import fit
+
+    cfg = resolve_config(get_task("segmentation"), preset="debug", sets=[
+        FAST_JIT, f"backbone={presets['pyramid']}", "backbone_lr_scale=0.1", "num_test=0", "augment=False"])
+    return fit(get_task("segmentation"), cfg, tmp_path_factory.mktemp("seg") / "run", verbose=0)
+
+
+def test_segmentation_on_a_pyramid_backbone_trains_encoder_and_decoder(segmentation_finetuned, presets):
+    from keras_models.pretrained import ENCODER, find_backbone
+
+    model = segmentation_finetuned.model
+    encoder = find_backbone(model)
+    assert encoder.name == ENCODER and model.output.shape[1:] == (32, 32, 4)
+    assert max_change(preset_weights(presets["pyramid"]), [np.array(v) for v in encoder.weights]) > 0
+
+
+def test_a_text_preset_for_segmentation_is_one_line_before_training(presets, tmp_path):
+    from training.loop import fit
+
+    cfg = resolve_config(get_task("segmentation"), preset="debug", sets=[f"backbone={presets['text']}"])
+    with pytest.raises(UserError, match=r"a BertBackbone does not fit this task; expected an image backbone with "
+                                        r"pyramid outputs"):
+        fit(get_task("segmentation"), cfg, tmp_path / "run", verbose=0)
+
+
+def test_finetuned_models_reload_in_a_fresh_process(finetuned, text_finetuned, segmentation_finetuned, tmp_path):
+    """model.keras of the three runs loads with a plain keras.saving.load_model (keras-hub imported by Keras
     from the module the file names) and predicts what the trained model predicted."""
     image, text = finetuned[0], text_finetuned[0]
     cases = {"image": (image.run_dir / "model.keras", np.random.default_rng(0).random((4, SIZE, SIZE, 3), np.float32)),
              "text": (text.run_dir / "model.keras", {"token_ids": np.array([[2, 5, 6, 3, 0, 0, 0, 0, 0, 0, 0, 0]] * 2, np.int32),
                                                       "padding_mask": np.array([[1] * 4 + [0] * 8] * 2, np.int32),
-                                                      "segment_ids": np.zeros((2, 12), np.int32)})}
+                                                      "segment_ids": np.zeros((2, 12), np.int32)}),
+             "segmentation": (segmentation_finetuned.run_dir / "model.keras",
+                              np.random.default_rng(1).random((2, 32, 32, 3), np.float32))}
     reloaded = portable.predict_in_fresh_process(cases, BACKEND, tmp_path)
-    for name, result in (("image", image), ("text", text)):
+    for name, result in (("image", image), ("text", text), ("segmentation", segmentation_finetuned)):
         expected = portable.flat_predictions(result.model, cases[name][1])
         assert portable.max_abs_difference(expected, reloaded.predictions[name]) <= 1e-5, name
 
