@@ -23,7 +23,7 @@ from errors import UserError
 FLAG = "--set backbone"
 EXPECTED = {
     "image": "an image backbone (ResNet, EfficientNet, MobileNet...) whose output is a feature map",
-    "pyramid": "an image backbone with pyramid outputs (keras-hub FeaturePyramidBackbone: ResNet, MobileNet...)",
+    "pyramid": "an image backbone with pyramid outputs (keras-hub FeaturePyramidBackbone: ResNet, EfficientNet...)",
     "text": "a text backbone taking token_ids/padding_mask (BERT, DistilBERT, RoBERTa...)",
 }
 

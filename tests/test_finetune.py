@@ -3,7 +3,9 @@ initialised keras-hub backbones are saved with `save_to_preset` into a temporary
 starts from that path, the code path a real handle takes once keras-hub has downloaded it.
 
 One classification fit (2 epochs: the first frozen, the second unfrozen at backbone_lr_scale=0.1) is
-shared by the checks on freezing, resume across the unfreeze epoch, evaluate/predict and reloading.
+shared by the checks on freezing, resume across the unfreeze epoch, evaluate/predict and reloading;
+one text-classification fit (BERT) and one segmentation fit (ResNet pyramid as U-Net encoder) check
+their tasks' own parts; all three models reload in one fresh process.
 """
 
 import json
