@@ -54,8 +54,9 @@ def enter_phase(model, cfg, epoch: int) -> None:
     if model.optimizer is not None and not model.optimizer.built:
         model.optimizer.build(model.trainable_variables)  # all variables: one state layout in both phases
     backbone.trainable = trainable
-    if isinstance(model.optimizer, FineTuningAdamW):
-        model.optimizer.train_only(None if trainable else model.trainable_variables)
+    optimizer = _fine_tuning_optimizer(model)
+    if optimizer is not None:
+        optimizer.train_only(None if trainable else model.trainable_variables)
     model.train_function = None  # traced again by the next fit, for the new trainable set
 
 
@@ -64,6 +65,13 @@ def unfreeze(model) -> None:
     backbone = find_backbone(model)
     if backbone is not None and not backbone.trainable:
         backbone.trainable = True
-        if isinstance(model.optimizer, FineTuningAdamW):
-            model.optimizer.train_only(None)
+        optimizer = _fine_tuning_optimizer(model)
+        if optimizer is not None:
+            optimizer.train_only(None)
         model.train_function = None
+
+
+def _fine_tuning_optimizer(model):
+    """The model's FineTuningAdamW, also inside mixed_float16's LossScaleOptimizer; None otherwise."""
+    optimizer = getattr(model.optimizer, "inner_optimizer", model.optimizer)
+    return optimizer if isinstance(optimizer, FineTuningAdamW) else None
