@@ -52,6 +52,8 @@ class TrainConfig:
                 "overflow steps do not advance the global step"})
     steps_per_execution: int = field(default=1, metadata={"help": "train steps per compiled call; must divide the steps per epoch; "
                                                         "callbacks (logs, NaN check, Ctrl-C) act every Nth step"})
+    compile_cache: str = field(default="default", metadata={"help": "persistent XLA compilation cache folder: default "
+                                                          "(~/.cache/keras-baselines/xla), off, or a path"})
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

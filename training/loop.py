@@ -19,7 +19,7 @@ from pipelines import DataInfo, stream
 from pipelines.data import data_info_from_dict
 from tasks.base import Task, config_from_dict
 from training import backend as backend_mod
-from training import checkpoints, rundir
+from training import checkpoints, compile_cache, rundir
 from training.callbacks import Checkpointer, EarlyStopping, Guard, SplitMetricsCallback, StepTimer, TensorBoardLogger
 from training.directions import logged_directions, resolve_best_metric
 
@@ -260,6 +260,7 @@ def fit(task: Task, cfg, run_dir: Path, *, resume: bool | dict = False, initial_
     wall_start = time.perf_counter()
     run_dir = rundir.prepare_run_dir(Path(run_dir))
     backend = keras.config.backend()
+    cache_watch = compile_cache.CacheWatch(backend)
     data = build_data(task, cfg)
     if not evaluate_test:
         data.test = None
@@ -343,6 +344,7 @@ def fit(task: Task, cfg, run_dir: Path, *, resume: bool | dict = False, initial_
                          "origin": info.splits}
     metrics["initial_loss"] = initial_loss
     metrics["early_stopped"] = stopper.stopped
+    metrics["compile"] = cache_watch.summary(timer.compile_s)
     rundir.write_json(run_dir / rundir.METRICS, metrics)
     rundir.write_json(run_dir / STEPS, {"step_s": timer.step_times, "loss": timer.losses})
     return FitResult(run_dir, metrics, model)
