@@ -70,6 +70,7 @@ def cmd_fit(args, start: Start) -> int:
     if init is not None and not init.is_file():
         raise UserError(f"--init-weights {init}: no such file")
     compile_cache.configure_all(cfg.compile_cache)  # before the backend's first compilation
+    auto = _auto_backend(args, task, cfg)
     with contextlib.ExitStack() as lock:
         if args.run_dir:  # locked before the backend starts: a second writer is answered at once
             lock.enter_context(runlock.held(Path(args.run_dir)))
@@ -81,8 +82,23 @@ def cmd_fit(args, start: Start) -> int:
             lock.enter_context(runlock.held(run_dir))
         print(f"fit {task.name} on {backend} (jit_compile={cfg.jit_compile}) -> {run_dir}", flush=True)
         result = fit(task, cfg, run_dir, initial_weights=init, verbose=2 if args.quiet else "auto")
+        if auto is not None:
+            result.metrics["backend_auto"] = auto
+            rundir.write_json(run_dir / rundir.METRICS, result.metrics)
     _print_outcome(result.run_dir, result.metrics)
     return 0
+
+
+def _auto_backend(args, task, cfg) -> dict | None:
+    """--backend auto: probe both backends (or reuse the cached decision) and run on the faster."""
+    if getattr(args, "backend", None) != "auto":
+        return None
+    from training import auto_backend
+
+    root = compile_cache.resolve_root(cfg.compile_cache) or compile_cache.default_root()
+    decision = auto_backend.choose(task.name, cfg.to_dict(), root / auto_backend.CACHE_FILE)
+    args.backend = decision["backend"]
+    return decision
 
 
 def _resume(args, start: Start) -> int:

@@ -142,3 +142,52 @@ class CacheWatch:
 def configure_all(setting: str) -> dict:
     """Configure both backends' caches (the backend is chosen after this runs; settings are env vars)."""
     return {backend: configure(setting, backend) for backend in ("tensorflow", "jax")}
+
+
+# TensorFlow reads a cache entry with ReadTextOrBinaryProto: the text-format attempt logs one
+# "Error parsing text-format tensorflow.XlaSerializedCacheEntry" line per entry before the binary read succeeds.
+TF_LOAD_NOISE = "XlaSerializedCacheEntry"
+
+
+class StderrSieve:
+    """File descriptor 2 goes to a temporary file between `start` and `stop`; `stop` writes back every
+    line except TensorFlow's harmless cache-load noise (C++ writes to fd 2 directly, so Python cannot filter it)."""
+
+    def __init__(self, noise: str = TF_LOAD_NOISE):
+        self.noise = noise
+        self._saved = None
+        self._file = None
+
+    def start(self) -> None:
+        import tempfile
+
+        if self._saved is not None:
+            return
+        sys.stderr.flush()
+        self._file = tempfile.TemporaryFile()
+        self._saved = os.dup(2)
+        os.dup2(self._file.fileno(), 2)
+
+    def stop(self) -> None:
+        if self._saved is None:
+            return
+        sys.stderr.flush()
+        os.dup2(self._saved, 2)
+        os.close(self._saved)
+        self._saved = None
+        self._file.seek(0)
+        kept = [line for line in self._file.read().decode(errors="replace").splitlines(keepends=True)
+                if self.noise not in line]
+        self._file.close()
+        if kept:
+            sys.stderr.write("".join(kept))
+            sys.stderr.flush()
+
+
+def quiet_cache_loads(backend: str):
+    """A StderrSieve for the first epoch of a TensorFlow fit that loads from the cache (where the
+    train, validation and predict programs are first loaded), or None: on JAX, with the cache off, or
+    when the user asked for every log line (--verbose / TF_CPP_MIN_LOG_LEVEL=0)."""
+    if backend != "tensorflow" or active_dir(backend) is None or os.environ.get("TF_CPP_MIN_LOG_LEVEL") == "0":
+        return None
+    return StderrSieve()

@@ -300,6 +300,10 @@ def fit(task: Task, cfg, run_dir: Path, *, resume: bool | dict = False, initial_
     stopper = EarlyStopping(checkpointer, cfg.patience, cfg.epochs)
     callbacks = [timer, guard, *split, checkpointer, stopper,
                  _tensorboard(task, cfg, data, run_dir, timer, backend, steps), *extra_callbacks]
+    sieve = compile_cache.quiet_cache_loads(backend)
+    if sieve is not None:  # from the first step to the end of the first epoch, where compiled programs are loaded
+        callbacks = [keras.callbacks.LambdaCallback(on_train_begin=lambda logs: sieve.start()), *callbacks,
+                     keras.callbacks.LambdaCallback(on_epoch_end=lambda epoch, logs: sieve.stop())]
 
     val = stream.eval_stream(data.val, batch_size=cfg.batch_size, batch=_batcher(data, cfg.batch_size))
     start_epoch = state["epoch"] if state else 0
@@ -325,6 +329,8 @@ def fit(task: Task, cfg, run_dir: Path, *, resume: bool | dict = False, initial_
                 break
     finally:
         guard.on_train_end()  # a run stopped by an exception (a full disk) gives the signals back too
+        if sieve is not None:
+            sieve.stop()
 
     if guard.nan_step is not None:
         raise TrainingError(
