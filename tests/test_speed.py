@@ -147,3 +147,39 @@ def test_auto_is_refused_where_the_backend_is_not_chosen_by_a_probe(command):
     expected = "a resumed run keeps the backend" if command == "fit" else "only fit chooses its backend"
     with pytest.raises(UserError, match=expected):
         cli._run_backend(args)
+
+
+# --- profiling ------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def profiled_run(tmp_path_factory):
+    """One tiny classification fit that traces train steps 2..3."""
+    from conftest import FAST_JIT
+    from tasks.base import get_task, resolve_config
+    from training.loop import fit
+
+    task = get_task("classification")
+    cfg = resolve_config(task, "debug", {}, ["num_train=128", "num_val=32", "num_test=0", "profile_steps=2,3", FAST_JIT])
+    return fit(task, cfg, tmp_path_factory.mktemp("profiled") / "run", verbose=0)
+
+
+def test_profile_steps_write_a_trace_into_the_run(profiled_run):
+    traces = profiled_run.metrics["profile"]
+    assert traces and all(t.startswith("train/plugins/profile/") and t.endswith(".xplane.pb") for t in traces)
+    assert all((profiled_run.run_dir / t).stat().st_size > 1000 for t in traces)
+
+
+def test_tensorboards_profile_plugin_lists_the_traced_run(profiled_run):
+    pytest.importorskip("xprof", reason="the XProf plugin is an extra: pip install -e '.[profile]'")
+    import gzip
+    import urllib.request
+
+    from tensorboard import program
+
+    tb = program.TensorBoard()
+    tb.configure(argv=[None, "--logdir", str(profiled_run.run_dir.parent), "--host", "127.0.0.1", "--port", "0"])
+    url = tb.launch()
+    with urllib.request.urlopen(url.rstrip("/") + "/data/plugin/profile/runs", timeout=60) as response:
+        body = response.read()
+    runs = json.loads(gzip.decompress(body) if body[:2] == b"\x1f\x8b" else body)
+    assert any(profiled_run.run_dir.name in run for run in runs), runs

@@ -33,7 +33,7 @@ ROOT = Path(__file__).resolve().parents[1]
 # Config keys that do not change what one train step costs: a run differing only in these reuses the decision.
 COST_NEUTRAL_KEYS = ("epochs", "seed", "learning_rate", "weight_decay", "warmup_steps", "log_every_steps",
                      "max_train_examples", "max_val_examples", "checkpoint_every_steps", "keep_checkpoints",
-                     "best_metric", "patience", "val_fraction", "compile_cache", "clipnorm")
+                     "best_metric", "patience", "val_fraction", "compile_cache", "clipnorm", "profile_steps")
 
 
 @dataclass

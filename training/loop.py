@@ -19,7 +19,7 @@ from pipelines import DataInfo, stream
 from pipelines.data import data_info_from_dict
 from tasks.base import Task, config_from_dict
 from training import backend as backend_mod
-from training import checkpoints, compile_cache, rundir
+from training import checkpoints, compile_cache, profiling, rundir
 from training.callbacks import Checkpointer, EarlyStopping, Guard, SplitMetricsCallback, StepTimer, TensorBoardLogger
 from training.directions import logged_directions, resolve_best_metric
 
@@ -299,7 +299,8 @@ def fit(task: Task, cfg, run_dir: Path, *, resume: bool | dict = False, initial_
     split = [SplitMetricsCallback(task.split_metrics, data, cfg)] if task.split_metrics is not None else []
     stopper = EarlyStopping(checkpointer, cfg.patience, cfg.epochs)
     callbacks = [timer, guard, *split, checkpointer, stopper,
-                 _tensorboard(task, cfg, data, run_dir, timer, backend, steps), *extra_callbacks]
+                 _tensorboard(task, cfg, data, run_dir, timer, backend, steps), *profiling.profilers(cfg, run_dir),
+                 *extra_callbacks]
     sieve = compile_cache.quiet_cache_loads(backend)
     if sieve is not None:  # from the first step to the end of the first epoch, where compiled programs are loaded
         callbacks = [keras.callbacks.LambdaCallback(on_train_begin=lambda logs: sieve.start()), *callbacks,
@@ -351,6 +352,7 @@ def fit(task: Task, cfg, run_dir: Path, *, resume: bool | dict = False, initial_
     metrics["initial_loss"] = initial_loss
     metrics["early_stopped"] = stopper.stopped
     metrics["compile"] = cache_watch.summary(timer.compile_s)
+    metrics["profile"] = profiling.traces(run_dir) or None
     rundir.write_json(run_dir / rundir.METRICS, metrics)
     rundir.write_json(run_dir / STEPS, {"step_s": timer.step_times, "loss": timer.losses})
     return FitResult(run_dir, metrics, model)
