@@ -49,8 +49,9 @@ A difference beyond the tolerance exits with code 4. Exporters: pip install -e "
 
 def _common(p: argparse.ArgumentParser, top: bool = False) -> None:
     """--backend/--debug work before or after the subcommand; a subcommand never resets them."""
-    p.add_argument("--backend", choices=BACKENDS, default=None if top else argparse.SUPPRESS,
-                   help="tensorflow or jax (default: $KERAS_BACKEND, else tensorflow). Example: --backend jax")
+    p.add_argument("--backend", choices=BACKENDS + ("auto",), default=None if top else argparse.SUPPRESS,
+                   help="tensorflow or jax (default: $KERAS_BACKEND, else tensorflow); fit also takes auto (probe "
+                        "both on the run's model and data, keep the faster). Example: --backend jax")
     p.add_argument("--debug", action="store_true", default=False if top else argparse.SUPPRESS,
                    help="show full tracebacks for errors")
     p.add_argument("--verbose", action="store_true", default=False if top else argparse.SUPPRESS,
@@ -217,6 +218,9 @@ def _run_backend(args) -> str:
         return study_backend or args.backend or "tensorflow"
     if args.command == "fit" and args.resume and saved and args.backend and args.backend != saved:
         raise UserError(f"--backend {args.backend}: the run in {args.resume} was trained on {saved}; resume it on {saved}")
+    if args.backend == "auto":
+        raise UserError("--backend auto: a resumed run keeps the backend it was trained on" if args.command == "fit" else
+                        f"--backend auto: only fit chooses its backend by probing; give tensorflow or jax to {args.command}")
     if args.command == "export":
         return "tensorflow"  # the exporters are TensorFlow tools; any run's weights load there
     return args.backend or (saved if args.command == "fit" and args.resume else None) or \

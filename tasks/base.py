@@ -52,6 +52,10 @@ class TrainConfig:
                 "overflow steps do not advance the global step"})
     steps_per_execution: int = field(default=1, metadata={"help": "train steps per compiled call; must divide the steps per epoch; "
                                                         "callbacks (logs, NaN check, Ctrl-C) act every Nth step"})
+    profile_steps: tuple[int, ...] = field(default=(), metadata={"help": "A,B: profiler trace of train steps A..B "
+                                                                 "(1-based) into RUN_DIR/train/plugins/profile (TensorBoard's Profile tab)"})
+    compile_cache: str = field(default="default", metadata={"help": "persistent XLA compilation cache folder: default "
+                                                          "(~/.cache/keras-baselines/xla), off, or a path"})
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -293,6 +297,9 @@ def validate(cfg) -> None:
         raise UserError(f"--set learning_rate={cfg.learning_rate}: expected a positive float")
     if not 0.0 < cfg.val_fraction < 1.0:
         raise UserError(f"--set val_fraction={cfg.val_fraction}: expected a fraction between 0 and 1")
+    steps = tuple(cfg.profile_steps)
+    if steps and (len(steps) not in (1, 2) or steps[0] < 1 or steps[-1] < steps[0]):
+        raise UserError(f"--set profile_steps={','.join(map(str, steps))}: expected A,B with 1 <= A <= B (train steps to trace)")
     for key in ("patience", "clipnorm"):
         if getattr(cfg, key) < 0:
             raise UserError(f"--set {key}={getattr(cfg, key)}: expected >= 0 (0 = off)")

@@ -17,7 +17,7 @@ from typing import Callable
 from errors import UserError
 from pipelines.data import parse_data_spec
 from tasks.base import all_tasks, describe_config, get_task, parse_overrides, predict_overrides, resolve_config
-from training import checkpoints, rundir, runlock
+from training import checkpoints, compile_cache, rundir, runlock
 
 Start = Callable[[], str]  # selects the backend, imports keras, returns the backend's name
 
@@ -69,6 +69,8 @@ def cmd_fit(args, start: Start) -> int:
     init = Path(args.init_weights) if args.init_weights else None
     if init is not None and not init.is_file():
         raise UserError(f"--init-weights {init}: no such file")
+    compile_cache.configure_all(cfg.compile_cache)  # before the backend's first compilation
+    auto = _auto_backend(args, task, cfg)
     with contextlib.ExitStack() as lock:
         if args.run_dir:  # locked before the backend starts: a second writer is answered at once
             lock.enter_context(runlock.held(Path(args.run_dir)))
@@ -80,14 +82,30 @@ def cmd_fit(args, start: Start) -> int:
             lock.enter_context(runlock.held(run_dir))
         print(f"fit {task.name} on {backend} (jit_compile={cfg.jit_compile}) -> {run_dir}", flush=True)
         result = fit(task, cfg, run_dir, initial_weights=init, verbose=2 if args.quiet else "auto")
+        if auto is not None:
+            result.metrics["backend_auto"] = auto
+            rundir.write_json(run_dir / rundir.METRICS, result.metrics)
     _print_outcome(result.run_dir, result.metrics)
     return 0
+
+
+def _auto_backend(args, task, cfg) -> dict | None:
+    """--backend auto: probe both backends (or reuse the cached decision) and run on the faster."""
+    if getattr(args, "backend", None) != "auto":
+        return None
+    from training import auto_backend
+
+    root = compile_cache.resolve_root(cfg.compile_cache) or compile_cache.default_root()
+    decision = auto_backend.choose(task.name, cfg.to_dict(), root / auto_backend.CACHE_FILE)
+    args.backend = decision["backend"]
+    return decision
 
 
 def _resume(args, start: Start) -> int:
     run_dir = rundir.require_run(Path(args.resume))
     saved = rundir.read_json(run_dir / rundir.CONFIG)
     task = get_task(args.task or saved["task"])
+    compile_cache.configure_all(saved.get("config", {}).get("compile_cache", compile_cache.DEFAULT))
     with runlock.held(run_dir, "--resume"):
         return _resume_locked(args, start, run_dir, task)
 
@@ -142,12 +160,17 @@ def _print_outcome(run_dir: Path, metrics: dict) -> None:
         print("  test:         - (the data has no test split)")
     if step:
         print(f"  speed:        {step * 1000:.1f} ms/step, {t['examples_per_s']:.0f} examples/s "
-              f"(compile {t['compile_s']:.1f} s, wall {t['wall_s']:.0f} s)")
+              f"(compile {t['compile_s']:.1f} s{_cache_note(metrics)}, wall {t['wall_s']:.0f} s)")
     print(f"  run dir:      {run_dir}")
     print(f"  metrics:      {run_dir / rundir.METRICS}")
     print(f"  model:        {run_dir / rundir.MODEL}")
     print(f"  checkpoints:  {run_dir / rundir.CHECKPOINTS}")
     print(f"  tensorboard:  python cli.py tensorboard --logdir {run_dir.parent}")
+
+
+def _cache_note(metrics: dict) -> str:
+    cache = (metrics.get("compile") or {}).get("cache")
+    return f", cache {cache}" if cache else ""
 
 
 def _task_of_run(args):

@@ -82,7 +82,8 @@ def run_variant(variant: Variant, fit_args: list[str], out_dir: Path, init: Path
                initial_loss=m.get("initial_loss"), compile_s=t["compile_s"], step_s=t["step_s"],
                step_s_p10=t["step_s_p10"], step_s_p90=t["step_s_p90"], steps_timed=t["steps_timed"],
                examples_per_s=t["examples_per_s"], fit_wall_s=t["wall_s"], memory=m.get("memory", {}),
-               train=m["train"], validation=m["validation"], versions=m.get("versions"))
+               train=m["train"], validation=m["validation"], versions=m.get("versions"),
+               compile_cache=(m.get("compile") or {}).get("cache"))
     print(f"    ok: {t['step_s'] * 1e3:.2f} ms/step, compile {t['compile_s']:.1f} s", flush=True)
     return row
 
@@ -112,7 +113,7 @@ def markdown_table(rows: list[dict]) -> str:
     ok = [r for r in rows if r.get("status") == "ok" and r.get("step_s")]
     fastest = min((r["step_s"] for r in ok), default=None)
     metric_names = sorted({k for r in ok for k in r["validation"]})
-    head = ["run", "status", "compile s", "step ms (p10-p90)", "vs fastest", "examples/s", "peak RSS MB",
+    head = ["run", "status", "compile s", "compile cache", "step ms (p10-p90)", "vs fastest", "examples/s", "peak RSS MB",
             "device MB", "initial loss", "first loss", "wall s"] + [f"val {k}" for k in metric_names]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
@@ -120,7 +121,7 @@ def markdown_table(rows: list[dict]) -> str:
             lines.append(f"| {r['name']} | FAILED: {r.get('error', '')} |" + " |" * (len(head) - 2))
             continue
         mem = r.get("memory") or {}
-        cells = [r["name"], "ok", _fmt(r["compile_s"], ".2f"),
+        cells = [r["name"], "ok", _fmt(r["compile_s"], ".2f"), r.get("compile_cache") or "-",
                  f"{_fmt(r['step_s'], '.2f', 1e3)} ({_fmt(r['step_s_p10'], '.2f', 1e3)}-{_fmt(r['step_s_p90'], '.2f', 1e3)})",
                  _fmt(r["step_s"] / fastest if fastest else None, ".2f") + "x", _fmt(r["examples_per_s"], ".0f"),
                  _fmt(mem.get("peak_rss_mb"), ".0f"), _fmt(mem.get("device_peak_mb"), ".0f"),

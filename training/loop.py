@@ -19,7 +19,7 @@ from pipelines import DataInfo, stream
 from pipelines.data import data_info_from_dict
 from tasks.base import Task, config_from_dict
 from training import backend as backend_mod
-from training import checkpoints, finetune, rundir
+from training import checkpoints, compile_cache, finetune, profiling, rundir
 from training.callbacks import Checkpointer, EarlyStopping, Guard, SplitMetricsCallback, StepTimer, TensorBoardLogger
 from training.directions import logged_directions, resolve_best_metric
 
@@ -260,6 +260,7 @@ def fit(task: Task, cfg, run_dir: Path, *, resume: bool | dict = False, initial_
     wall_start = time.perf_counter()
     run_dir = rundir.prepare_run_dir(Path(run_dir))
     backend = keras.config.backend()
+    cache_watch = compile_cache.CacheWatch(backend)
     data = build_data(task, cfg)
     if not evaluate_test:
         data.test = None
@@ -298,7 +299,12 @@ def fit(task: Task, cfg, run_dir: Path, *, resume: bool | dict = False, initial_
     split = [SplitMetricsCallback(task.split_metrics, data, cfg)] if task.split_metrics is not None else []
     stopper = EarlyStopping(checkpointer, cfg.patience, cfg.epochs)
     callbacks = [timer, guard, *split, checkpointer, stopper,
-                 _tensorboard(task, cfg, data, run_dir, timer, backend, steps), *extra_callbacks]
+                 _tensorboard(task, cfg, data, run_dir, timer, backend, steps), *profiling.profilers(cfg, run_dir),
+                 *extra_callbacks]
+    sieve = compile_cache.quiet_cache_loads(backend)
+    if sieve is not None:  # from the first step to the end of the first epoch, where compiled programs are loaded
+        callbacks = [keras.callbacks.LambdaCallback(on_train_begin=lambda logs: sieve.start()), *callbacks,
+                     keras.callbacks.LambdaCallback(on_epoch_end=lambda epoch, logs: sieve.stop())]
 
     val = stream.eval_stream(data.val, batch_size=cfg.batch_size, batch=_batcher(data, cfg.batch_size))
     start_epoch = state["epoch"] if state else 0
@@ -327,6 +333,8 @@ def fit(task: Task, cfg, run_dir: Path, *, resume: bool | dict = False, initial_
     finally:
         guard.on_train_end()  # a run stopped by an exception (a full disk) gives the signals back too
         finetune.unfreeze(model)
+        if sieve is not None:
+            sieve.stop()
 
     if guard.nan_step is not None:
         raise TrainingError(
@@ -346,6 +354,8 @@ def fit(task: Task, cfg, run_dir: Path, *, resume: bool | dict = False, initial_
                          "origin": info.splits}
     metrics["initial_loss"] = initial_loss
     metrics["early_stopped"] = stopper.stopped
+    metrics["compile"] = cache_watch.summary(timer.compile_s)
+    metrics["profile"] = profiling.traces(run_dir) or None
     rundir.write_json(run_dir / rundir.METRICS, metrics)
     rundir.write_json(run_dir / STEPS, {"step_s": timer.step_times, "loss": timer.losses})
     return FitResult(run_dir, metrics, model)
