@@ -6,7 +6,8 @@ the model's own layers (found by name) into an encoder run once and a step netwo
 output position over the whole prefix (both Keras models compiled with `jit_compile`), and, for
 the Transformer, `CachedTransformer`: XLA-compiled start/next functions that decode one token per
 step over the decoder's key/value caches (the default; the prefix step stays as the reference and
-for the GRU). Greedy decoding is beam search with one beam.
+for the GRU). Greedy decoding is beam search with one beam. With `copy=True` either family ends in a
+pointer-generator head (`PointerGenerator`) whose output is already log-probabilities.
 
 Ids: 0 = padding, 2 = [START], 3 = [END] (pipelines.seq2seq.RESERVED).
 """
