@@ -6,7 +6,8 @@ the model's own layers (found by name) into an encoder run once and a step netwo
 output position over the whole prefix (both Keras models compiled with `jit_compile`), and, for
 the Transformer, `CachedTransformer`: XLA-compiled start/next functions that decode one token per
 step over the decoder's key/value caches (the default; the prefix step stays as the reference and
-for the GRU). Greedy decoding is beam search with one beam.
+for the GRU). Greedy decoding is beam search with one beam. With `copy=True` either family ends in a
+pointer-generator head (`PointerGenerator`) whose output is already log-probabilities.
 
 Ids: 0 = padding, 2 = [START], 3 = [END] (pipelines.seq2seq.RESERVED).
 """
@@ -108,6 +109,71 @@ class MaskedTokenAccuracy(keras.metrics.Metric):
         self.total.assign(0.0)
 
 
+@keras.saving.register_keras_serializable(package="keras_baselines")
+class PointerGenerator(layers.Layer):
+    """A copy mechanism (See et al. 2017): the next token is written from the vocabulary or copied
+    from the source. (logits [B, T, V], decoder states [B, T, W], encoder output [B, S, W], source
+    ids [B, S]) -> log-probabilities [B, T, V] of
+
+        p_gen * softmax(logits) + (1 - p_gen) * sum_s attention[s] * one_hot(source[s])
+
+    with one attention head of its own over the source (padding masked) and p_gen = sigmoid of a
+    dense gate over [decoder state, attended context]. Needs one vocabulary for source and target
+    (the source ids are target ids). The output is already normalised, so everything that takes
+    logits downstream (log_softmax in the loss, argmax, the decoders) takes it unchanged.
+    """
+
+    EPSILON = 1e-7  # keeps log() finite for tokens neither generated nor copied
+
+    def __init__(self, **kwargs):
+        kwargs.setdefault("dtype", "float32")
+        super().__init__(**kwargs)
+        self.supports_masking = True
+        self.query = self.key = self.gate = None
+
+    def build(self, logits_shape, hidden_shape, memory_shape, source_shape):
+        width = memory_shape[-1]
+        self.query = layers.Dense(width, use_bias=False, name="query", dtype=self.dtype_policy)
+        self.key = layers.Dense(width, use_bias=False, name="key", dtype=self.dtype_policy)
+        self.gate = layers.Dense(1, name="gate", dtype=self.dtype_policy)
+        self.query.build(hidden_shape)
+        self.key.build(memory_shape)
+        self.gate.build((*hidden_shape[:-1], hidden_shape[-1] + width))
+
+    def call(self, logits, hidden, memory, source):
+        hidden, memory = ops.cast(hidden, "float32"), ops.cast(memory, "float32")
+        scores = ops.einsum("btw,bsw->bts", self.query(hidden), self.key(memory))
+        scores = scores / float(np.sqrt(ops.shape(memory)[-1]))
+        present = ops.expand_dims(ops.not_equal(source, PAD), 1)
+        attention = ops.softmax(ops.where(present, scores, -1e9), axis=-1)
+        context = ops.einsum("bts,bsw->btw", attention, memory)
+        p_gen = ops.sigmoid(self.gate(ops.concatenate([hidden, context], axis=-1)))
+        vocab = ops.shape(logits)[-1]
+        copied = ops.einsum("bts,bsv->btv", attention, ops.one_hot(ops.cast(source, "int32"), vocab, dtype="float32"))
+        probs = p_gen * ops.softmax(ops.cast(logits, "float32"), axis=-1) + (1.0 - p_gen) * copied
+        return ops.log(probs + self.EPSILON)
+
+    def compute_mask(self, *inputs, mask=None):
+        return None  # the loss and the metrics mask padding by the target ids themselves
+
+    def compute_output_shape(self, logits_shape, hidden_shape, memory_shape, source_shape):
+        return logits_shape
+
+
+def _has(get, name: str) -> bool:
+    try:
+        get(name)
+    except ValueError:
+        return False
+    return True
+
+
+def _output(get, hidden, memory, source):
+    """Logits of the decoder states, through the copy head where the model has one."""
+    logits = get("logits")(hidden)
+    return get("copy_head")(logits, hidden, memory, source) if _has(get, "copy_head") else logits
+
+
 # --- the two model families --------------------------------------------------------------------------
 # Each family is (make_layers, encode, decode): encode(get, source) -> list of tensors, and
 # decode(get, encoded, source, target_in) -> logits, where `get(name)` returns a layer. The training
@@ -137,11 +203,11 @@ def _transformer_decode(get, encoded, source, target_in):
     source_mask, target_mask = get("source_mask")(source), get("target_mask")(target_in)
     for i in range(_layer_count(get, "decoder")):
         y = get(f"decoder_{i}")(y, encoded[0], decoder_padding_mask=target_mask, encoder_padding_mask=source_mask)
-    return get("logits")(y)
+    return _output(get, y, encoded[0], source)
 
 
 def _transformer_layers(source_vocab, target_vocab, source_length, target_length, *, width, hidden, num_heads,
-                        num_layers, dropout, **_) -> dict:
+                        num_layers, dropout, copy=False, **_) -> dict:
     emb = keras_hub.layers.TokenAndPositionEmbedding
     out = {"source_embedding": emb(source_vocab, source_length, width, name="source_embedding"),
            "target_embedding": emb(target_vocab, target_length, width, name="target_embedding"),
@@ -150,7 +216,11 @@ def _transformer_layers(source_vocab, target_vocab, source_length, target_length
     for i in range(num_layers):
         out[f"encoder_{i}"] = keras_hub.layers.TransformerEncoder(hidden, num_heads, dropout=dropout, name=f"encoder_{i}")
         out[f"decoder_{i}"] = keras_hub.layers.TransformerDecoder(hidden, num_heads, dropout=dropout, name=f"decoder_{i}")
-    return out
+    return _with_copy_head(out, copy)
+
+
+def _with_copy_head(made: dict, copy: bool) -> dict:
+    return {**made, "copy_head": PointerGenerator(name="copy_head")} if copy else made
 
 
 def _gru_encode(get, source):
@@ -167,15 +237,15 @@ def _gru_decode(get, encoded, source, target_in):
     y = get("decoder_gru")(get("target_embedding")(target_in), initial_state=state, mask=target_mask)
     context = get("attention")([y, memory], mask=[target_mask, source_mask])
     joined = get("join")([y, context])
-    return get("logits")(get("attention_out")(joined))
+    return _output(get, get("attention_out")(joined), memory, source)
 
 
 def _gru_layers(source_vocab, target_vocab, source_length, target_length, *, width, hidden, dropout,
-                attention="additive", **_) -> dict:
+                attention="additive", copy=False, **_) -> dict:
     units = hidden
     attend = layers.AdditiveAttention(name="attention") if attention == "additive" else \
         layers.Attention(use_scale=True, name="attention")
-    return {"source_embedding": layers.Embedding(source_vocab, width, name="source_embedding"),
+    return _with_copy_head({"source_embedding": layers.Embedding(source_vocab, width, name="source_embedding"),
             "target_embedding": layers.Embedding(target_vocab, width, name="target_embedding"),
             "source_mask": PaddingMask(name="source_mask"), "target_mask": PaddingMask(name="target_mask"),
             "encoder_gru": layers.Bidirectional(layers.GRU(units, return_sequences=True, return_state=True,
@@ -186,7 +256,7 @@ def _gru_layers(source_vocab, target_vocab, source_length, target_length, *, wid
             "decoder_gru": layers.GRU(units, return_sequences=True, dropout=dropout, name="decoder_gru"),
             "attention": attend, "join": layers.Concatenate(name="join"),
             "attention_out": layers.Dense(units, activation="tanh", name="attention_out"),
-            "logits": layers.Dense(target_vocab, name="logits", dtype="float32")}
+            "logits": layers.Dense(target_vocab, name="logits", dtype="float32")}, copy)
 
 
 @dataclass(frozen=True)
@@ -204,6 +274,8 @@ MODEL_PREFIX = "seq2seq_"  # model.name = seq2seq_<family>: how decoding finds t
 def build(family: str, source_vocab: int, target_vocab: int, source_length: int, target_length: int, **sizes):
     """The teacher-forced training model of one family: {"source", "target_in"} -> logits [B, T, V]."""
     fam = FAMILIES[family]
+    if sizes.get("copy") and source_vocab != target_vocab:
+        raise ValueError(f"a copy head needs one vocabulary for source and target ({source_vocab} != {target_vocab})")
     made = fam.make_layers(source_vocab, target_vocab, source_length, target_length, **sizes)
     get = _getter_of(made)
     source = keras.Input((source_length,), dtype="int32", name="source")
@@ -281,30 +353,30 @@ class CachedTransformer:
 
     def _start(self, source, beams: int):
         """Encode, repeat each source for its beams, decode [START] filling both caches.
-        -> (log-probs [B, V], self cache, cross cache, encoded, source mask)."""
+        -> (log-probs [B, V], self cache, cross cache, encoded, source ids repeated per beam)."""
         encoded = _transformer_encode(self.get, source)[0]
-        mask = self.get("source_mask")(source)
-        encoded, mask = ops.repeat(encoded, beams, axis=0), ops.repeat(mask, beams, axis=0)
+        encoded, source = ops.repeat(encoded, beams, axis=0), ops.repeat(source, beams, axis=0)
         rows, source_length = ops.shape(encoded)[0], ops.shape(encoded)[1]
         dtype = self.get("decoder_0").compute_dtype
         heads = (self.num_layers, 2)
         self_cache = ops.zeros((rows, *heads, self.target_length, self.num_heads, self.head_dim), dtype)
         cross_cache = ops.zeros((rows, *heads, source_length, self.num_heads, self.head_dim), dtype)
         token = ops.full((rows, 1), START, dtype="int32")
-        logp, self_cache, cross_cache = self._one_token(token, 0, self_cache, cross_cache, encoded, mask, 0)
-        return logp, self_cache, cross_cache, encoded, mask
+        logp, self_cache, cross_cache = self._one_token(token, 0, self_cache, cross_cache, encoded, source, 0)
+        return logp, self_cache, cross_cache, encoded, source
 
-    def _next(self, rows, token, index, self_cache, cross_cache, encoded, mask):
+    def _next(self, rows, token, index, self_cache, cross_cache, encoded, source):
         """Reorder the self cache to the surviving beams (`rows`), decode `token` [B] at `index`.
-        -> (log-probs [B, V], self cache)."""
+        -> (log-probs [B, V], self cache). A source's beams share its rows of `encoded` and `source`."""
         self_cache = ops.take(self_cache, rows, axis=0)
         logp, self_cache, _ = self._one_token(ops.expand_dims(token, 1), index, self_cache, cross_cache, encoded,
-                                              mask, None)
+                                              source, None)
         return logp, self_cache
 
-    def _one_token(self, token, index, self_cache, cross_cache, encoded, mask, cross_index):
+    def _one_token(self, token, index, self_cache, cross_cache, encoded, source, cross_index):
         # positions (a gather), not start_index (a slice): TensorFlow's XLA would compile a slice per index value
         y = self.get("target_embedding")(token, positions=ops.full(ops.shape(token), index, dtype="int32"))
+        mask = self.get("source_mask")(source)
         selfs, crosses = [], []
         for i in range(self.num_layers):
             y, s, c = self.get(f"decoder_{i}")(
@@ -313,7 +385,7 @@ class CachedTransformer:
                 cross_attention_cache=cross_cache[:, i], cross_attention_cache_update_index=cross_index)
             selfs.append(s)
             crosses.append(c)
-        logits = ops.cast(self.get("logits")(y)[:, 0], "float32")
+        logits = ops.cast(_output(self.get, y, encoded, source)[:, 0], "float32")
         return ops.log_softmax(logits, axis=-1), ops.stack(selfs, axis=1), ops.stack(crosses, axis=1)
 
 
