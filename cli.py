@@ -155,6 +155,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="final model.keras, best or last checkpoint (default final)")
     p.add_argument("--data", help="evaluate on other data than the run's (same format as fit --data); "
                    "all of its examples unless --split is given")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="change a predict-time config key of the run, as predict --set does (e.g. decoding length "
+                        "for summarization; repeatable). Example: --set min_decode_length=4")
 
     p = sub.add_parser("predict", help="task outputs for given inputs (files, or text for text tasks)")
     _common(p)

@@ -437,10 +437,11 @@ class _CachedSteps:
 
 
 def beam_search(parts: DecoderParts, source: np.ndarray, beam_size: int = 1, max_length: int = 0,
-                use_cache: bool = True):
+                use_cache: bool = True, min_length: int = 0):
     """(ids [N, L], scores [N]): the best of `beam_size` beams per source (sum of token log-probs,
     [END] included), L = max_length or the model's target length. beam_size=1 is greedy decoding.
-    `use_cache` picks the key/value-cached step where the model has one (the Transformer)."""
+    `use_cache` picks the key/value-cached step where the model has one (the Transformer).
+    `min_length` forbids [END] before that many tokens (models trained on short targets stop early)."""
     source = np.asarray(source, np.int32)
     n, k = len(source), max(1, int(beam_size))
     length = min(max_length or parts.target_length, parts.target_length)
@@ -452,6 +453,8 @@ def beam_search(parts: DecoderParts, source: np.ndarray, beam_size: int = 1, max
     done = np.zeros(n * k, bool)
     for t in range(length):
         vocab = logp.shape[-1]
+        if t < min_length:
+            logp[:, END] = -np.inf
         logp[done] = -np.inf
         logp[done, PAD] = 0.0  # a finished beam only continues with padding, at no cost
         total = (scores.reshape(-1, 1) + logp).reshape(n, k * vocab)
@@ -472,7 +475,7 @@ def beam_search(parts: DecoderParts, source: np.ndarray, beam_size: int = 1, max
 
 def decode(model: keras.Model, source: np.ndarray, *, beam_size: int = 1, max_length: int = 0,
            batch_size: int = 256, parts: DecoderParts | None = None, jit_compile: bool = True,
-           use_cache: bool = True):
+           use_cache: bool = True, min_length: int = 0):
     """Decode many sources in batches; returns (ids [N, L], scores [N])."""
     parts = parts or decoder_parts(model, jit_compile)
     chunk = max(1, batch_size // max(1, beam_size))
@@ -481,7 +484,7 @@ def decode(model: keras.Model, source: np.ndarray, *, beam_size: int = 1, max_le
         part = source[i:i + chunk]
         if len(source) > chunk and len(part) < chunk:  # one batch shape: the step network compiles once
             part = np.concatenate([part, np.repeat(part[-1:], chunk - len(part), axis=0)])
-        a, b = beam_search(parts, part, beam_size, max_length, use_cache)
+        a, b = beam_search(parts, part, beam_size, max_length, use_cache, min_length)
         n = min(chunk, len(source) - i)
         ids.append(a[:n])
         scores.append(b[:n])

@@ -328,16 +328,16 @@ def resolve_config(task: Task, preset: Optional[str] = None, flags: Optional[dic
     return cfg
 
 
-def predict_overrides(task: Task, sets: list[str]) -> dict:
-    """`predict --set key=value`: only the task's predict-time keys (e.g. beam_size), type-checked
-    against the config class, so a mistake is answered before the backend starts."""
+def predict_overrides(task: Task, sets: list[str], command: str = "predict") -> dict:
+    """`predict --set key=value` (or `evaluate --set`): only the task's predict-time keys (e.g. beam_size),
+    type-checked against the config class, so a mistake is answered before the backend starts."""
     overrides = parse_overrides(sets)
     for key in overrides:
         if key not in task.predict_keys:
             allowed = ", ".join(task.predict_keys) or "none"
-            raise UserError(f"predict --set {key}: not a predict-time key of task {task.name!r}, whose other keys are "
-                            f"fixed by the run (predict accepts: {allowed})")
-    apply_overrides(task.config_cls(), overrides, source="predict --set")
+            raise UserError(f"{command} --set {key}: not a predict-time key of task {task.name!r}, whose other keys are "
+                            f"fixed by the run ({command} accepts: {allowed})")
+    apply_overrides(task.config_cls(), overrides, source=f"{command} --set")
     return overrides
 
 

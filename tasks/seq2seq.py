@@ -66,6 +66,8 @@ class Seq2SeqConfig(TrainConfig):
         "help": "pointer-generator copy head: each token generated or copied from the source (needs shared_vocab=true)"})
     beam_size: int = field(default=1, metadata={"positive": True, "help": "beams when decoding (1 = greedy)"})
     max_decode_length: int = field(default=0, metadata={"help": "decoded tokens at most (0 = target_length)"})
+    min_decode_length: int = field(default=0, metadata={
+        "help": "decoded tokens at least before [END] may end the output (0 = no minimum; choose it on validation)"})
     decode_cache: bool = field(default=True, metadata={
         "help": "transformer: decode one token per step over a key/value cache (false: re-run the prefix each step)"})
     metric_examples: int = field(default=500, metadata={"help": "validation examples decoded for BLEU/ROUGE each epoch (0 = all)"})
@@ -294,7 +296,8 @@ def decode_ids(model, source_ids, cfg):
     if model not in _PARTS:
         _PARTS[model] = s2s_models.decoder_parts(model, cfg.jit_compile)
     return s2s_models.decode(model, source_ids, beam_size=cfg.beam_size, max_length=cfg.max_decode_length,
-                             batch_size=cfg.decode_batch_size, parts=_PARTS[model], use_cache=cfg.decode_cache)
+                             batch_size=cfg.decode_batch_size, parts=_PARTS[model], use_cache=cfg.decode_cache,
+                             min_length=cfg.min_decode_length)
 
 
 def _first_examples(dataset, n: int):
@@ -400,7 +403,7 @@ DEBUG = {"epochs": 1, "num_train": 256, "num_val": 32, "num_test": 32, "batch_si
          "metric_examples": 16}
 
 
-PREDICT_KEYS = ("beam_size", "max_decode_length", "decode_batch_size", "decode_cache")  # `predict --set`
+PREDICT_KEYS = ("beam_size", "max_decode_length", "min_decode_length", "decode_batch_size", "decode_cache")  # `predict --set`
 
 
 def make_task(name: str, description: str, config_cls, kind: Kind, directions: dict, best: str,

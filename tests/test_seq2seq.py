@@ -89,6 +89,13 @@ def test_greedy_equals_beam_of_one_and_the_full_model_argmax(run, parts):
         prefix_ids, prefix_scores = models.decode(model, x["source"], beam_size=beams, parts=parts, use_cache=False)
         assert (prefix_ids == cached_ids).all()
         assert np.allclose(prefix_scores, cached_scores, atol=1e-4)
+    # min_length: no [END] before it, and a sequence the model ended at or after it is left as it was.
+    ends = [list(row).index(models.END) if models.END in row else len(row) for row in ids]
+    longer, _ = models.decode(model, x["source"], beam_size=1, parts=parts, min_length=max(ends) + 1)
+    assert all(models.END not in row[:max(ends) + 1] for row in longer)
+    kept = [i for i, e in enumerate(ends) if e >= 2]
+    at_two, _ = models.decode(model, x["source"], beam_size=1, parts=parts, min_length=2)
+    assert kept and all((at_two[i] == ids[i]).all() for i in kept)
 
 
 def sequence_log_probs(model, source, ids):
@@ -160,6 +167,19 @@ def test_evaluate_and_predict_reuse_the_saved_vocabularies(run, tmp_path, monkey
     assert all(r["output"] and r["score"] <= 0 and r["beam_size"] == 2 for r in rows)
     assert all(len(r["output"].split()) <= 3 for r in rows)  # max_decode_length=3 pieces at most
     assert json.loads((out_dir / "predictions.json").read_text()) == rows
+
+
+def test_evaluate_set_changes_decoding_only(run, capsys):
+    """`evaluate --set` takes the predict-time keys (decoding settings chosen on validation) and says so."""
+    import cli
+
+    run_dir = str(run[2].run_dir)
+    assert cli.main(["evaluate", "--run-dir", run_dir, "--set", "max_decode_length=2"]) == 0
+    out = json.loads((run[2].run_dir / "eval-validation.json").read_text())
+    assert out["overrides"] == {"max_decode_length": 2} and "with --set max_decode_length=2" in capsys.readouterr().out
+    assert out["metrics"]["bleu"] < run[2].metrics["validation"]["bleu"]  # two pieces cannot match whole sentences
+    assert cli.main(["evaluate", "--run-dir", run_dir, "--set", "width=3"]) == 2
+    assert "evaluate --set width: not a predict-time key" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("setting, message", [

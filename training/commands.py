@@ -185,16 +185,19 @@ def cmd_evaluate(args, start: Start) -> int:
     task, run_dir = _task_of_run(args)
     if args.data:
         parse_data_spec(args.data)
+    overrides = predict_overrides(task, args.set, "evaluate")
     start()
     from training.inference import evaluate
 
-    out = evaluate(task, run_dir, split=args.split, which=args.checkpoint, data=args.data)
+    out = evaluate(task, run_dir, split=args.split, which=args.checkpoint, data=args.data, overrides=overrides)
     used = out["examples"]
     parts = ", ".join(f"{k} {v}" for k, v in used.get("parts", {}).items())
     print(f"{task.name} on {out['data']}, split {out['split']}: {used['count']} examples "
           f"({parts or used.get('origin', '')}); {args.checkpoint} weights, {out['backend']}")
     for k, v in out["metrics"].items():
         print(f"  {k:<24} {v:.4f}")
+    if overrides:
+        print("  with " + " ".join(f"--set {k}={v}" for k, v in overrides.items()))
     print(f"written: {run_dir / ('eval-' + out['split'] + '.json')}")
     return 0
 

@@ -49,9 +49,10 @@ EVAL_SPLITS = ("train", "validation", "test", "all")
 
 
 def evaluate(task: Task, run_dir: Path, *, split: str | None = None, which: str = "final",
-             data: str | None = None, report=print) -> dict:
-    """Metrics of a run's weights on one split of its data, or on other data (all of it by default)."""
-    model, cfg, info = load_trained_model(task, run_dir, which)
+             data: str | None = None, report=print, overrides: dict | None = None) -> dict:
+    """Metrics of a run's weights on one split of its data, or on other data (all of it by default);
+    `overrides` are predict-time keys (`evaluate --set`, e.g. decoding settings)."""
+    model, cfg, info = load_trained_model(task, run_dir, which, overrides)
     if data is not None:
         cfg = dataclasses.replace(cfg, data=data)
     split = split or ("all" if data is not None else "validation")
@@ -61,7 +62,7 @@ def evaluate(task: Task, run_dir: Path, *, split: str | None = None, which: str 
     ds, used = _split_dataset(bundle, split)
     results = evaluate_dataset(task, model, bundle, ds, cfg, report=report)
     out = {"task": task.name, "split": split, "examples": used, "checkpoint": which,
-           "backend": keras.config.backend(), "data": cfg.data, "metrics": results,
+           "backend": keras.config.backend(), "data": cfg.data, "metrics": results, "overrides": overrides or {},
            "time": time.strftime("%Y-%m-%dT%H:%M:%S")}
     rundir.write_json(Path(run_dir) / f"eval-{split}.json", out)
     return out
