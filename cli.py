@@ -77,6 +77,9 @@ def _fit_flags(p: argparse.ArgumentParser) -> None:
                    help="override a config key (Python literal; repeatable). Example: --set model=resnet --set learning_rate=1e-3")
     p.add_argument("--no-jit", action="store_true", help="do not XLA-compile the train step (for comparison)")
     p.add_argument("--seed", type=int, help="random seed for data order, augmentation and init. Example: --seed 1")
+    p.add_argument("--distribute", choices=("none", "auto", "data-parallel"),
+                   help="devices: none (one), auto (data-parallel over several local accelerators), data-parallel "
+                        "(every local device; --set replicas=N for N); --batch-size is the global batch. Example: --distribute auto")
     p.add_argument("--log-root", default=LOG_ROOT, help="root of default run directories (default: tensorboard_logs)")
 
 

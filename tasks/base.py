@@ -52,6 +52,11 @@ class TrainConfig:
                 "overflow steps do not advance the global step"})
     steps_per_execution: int = field(default=1, metadata={"help": "train steps per compiled call; must divide the steps per epoch; "
                                                         "callbacks (logs, NaN check, Ctrl-C) act every Nth step"})
+    distribute: str = field(default="none", metadata={
+        "choices": ("none", "auto", "data-parallel", "model-parallel"),
+        "help": "devices for one run (training/distribute.py): auto = data-parallel over several local accelerators; "
+                "model-parallel is JAX only"})
+    replicas: int = field(default=0, metadata={"help": "devices a distributed run uses (0 = every local device)"})
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

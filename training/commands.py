@@ -48,7 +48,7 @@ def cmd_tasks(args, start: Start) -> int:
     return 0
 
 
-FLAG_KEYS = {"data": "data", "epochs": "epochs", "batch_size": "batch_size", "seed": "seed"}
+FLAG_KEYS = {"data": "data", "epochs": "epochs", "batch_size": "batch_size", "seed": "seed", "distribute": "distribute"}
 
 
 def _flags(args) -> dict:
