@@ -124,6 +124,8 @@ def build_parser() -> argparse.ArgumentParser:
     _fit_flags(p)
     p.add_argument("--backends", default="tensorflow,jax", help="comma-separated backends (default tensorflow,jax)")
     p.add_argument("--jit", default="on", help="on, off or on,off: XLA-compiled train step or not (default on)")
+    p.add_argument("--devices", help="scaling report: one data-parallel run per replica count, same global batch "
+                   "(simulated CPU devices without accelerators). Example: --devices 1,2,4")
     p.add_argument("--out", help="report folder (default: tensorboard_logs/compare/<task>/<time>)")
 
     p = sub.add_parser("tune", help="hyperparameter search (Optuna): trials of fit, pruned early, best config as --set flags",

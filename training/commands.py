@@ -267,7 +267,7 @@ def cmd_compare(args, start: Start) -> int:
         raise UserError("compare: use --jit off (or on,off) instead of --no-jit")
     task = get_task(args.task)
     cfg = resolve_config(task, args.preset, _flags(args), args.set)  # validates everything up front
-    variants = parse_variants(args.backends, args.jit)
+    variants = parse_variants(args.backends, args.jit, args.devices)
     out = Path(args.out) if args.out else Path(args.log_root) / "compare" / task.name / time.strftime("%Y%m%d-%H%M%S")
     start()  # this process builds the initial weights every run starts from
     report = compare(task, cfg, _fit_args(args), variants, out)

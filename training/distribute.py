@@ -58,6 +58,18 @@ class Plan:
             return dataclasses.replace(cfg, jit_compile=False)
         return cfg
 
+    def prepare_model(self, model) -> None:
+        """Make the replicas compute what one device would: under tf.distribute each replica's
+        BatchNormalization sees only its slice of the batch unless synchronized (JAX's SPMD step
+        already normalises over the global batch). The saved config stays unsynchronized, so the
+        model loads on either backend."""
+        if self.mode != "data-parallel" or not ENGINE.name.startswith("tf."):
+            return
+        for layer in model._flatten_layers():
+            if isinstance(layer, keras.layers.BatchNormalization) and not layer.synchronized:
+                layer.synchronized = True
+                layer.get_config = _unsynchronized_config(layer.get_config)
+
     def describe(self) -> dict:
         """What metrics.json records under "distribution"."""
         return {"mode": self.mode, "engine": ENGINE.name if self.mode != "none" else None,
@@ -98,6 +110,10 @@ def plan(cfg) -> Plan:
     scope = {"none": contextlib.nullcontext, "data-parallel": lambda: ENGINE.data_parallel(chosen),
              "model-parallel": lambda: ENGINE.model_parallel(chosen)}[mode]
     return Plan(mode, [_name(d) for d in chosen], platform, cfg.batch_size, simulated, scope)
+
+
+def _unsynchronized_config(get_config):
+    return lambda: {**get_config(), "synchronized": False}
 
 
 def _name(device) -> str:

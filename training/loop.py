@@ -277,6 +277,7 @@ def _fit_on(plan: distribute.Plan, task: Task, cfg, run_dir: Path, *, resume: bo
     steps = stream.steps_per_epoch(info.num_train, cfg.batch_size)
     check_steps_per_execution(cfg, steps)
     model, compiled_metrics = build_and_compile(task, cfg, info, steps * cfg.epochs)
+    plan.prepare_model(model)
     best_metric, minimise = best_metric_of(task, cfg, model, compiled_metrics)
 
     state, history, initial_loss = None, [], None

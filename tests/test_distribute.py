@@ -1,0 +1,56 @@
+"""--distribute: data parallelism on simulated CPU devices gives what one device gives.
+
+One subprocess per backend (the device count must be fixed before JAX or TensorFlow starts)
+fits tiny classification on 1 device and data-parallel on 2 (dropout 0: TensorFlow replicas draw
+their own dropout masks); the first losses must agree within 1e-4 relative. The second loss
+follows the first update, so it checks that the replicas' gradients are averaged, not summed.
+"""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from conftest import BACKEND, ROOT
+
+RTOL = 1e-4
+
+
+@pytest.fixture(scope="module")
+def runs():
+    env = {**os.environ, "KERAS_BASELINES_CPU_DEVICES": "2", "PYTHONPATH": str(ROOT)}
+    proc = subprocess.run([sys.executable, str(ROOT / "tests" / "distribute_worker.py"), BACKEND], env=env,
+                          capture_output=True, text=True, timeout=600)
+    line = next((ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")), None)
+    assert line, proc.stdout[-2000:] + proc.stderr[-3000:]
+    return json.loads(line[len("RESULT "):])
+
+
+def test_data_parallel_matches_one_device(runs):
+    one, two = runs["none"], runs["data-parallel"]
+    assert one["distribution"]["replicas"] == 1 and one["placed_on"] == 1
+    assert two["distribution"]["replicas"] == 2 and two["placed_on"] == 2  # the engine really mirrored it
+    assert two["distribution"]["per_replica_batch"] == 16 and two["distribution"]["simulated_cpu_devices"]
+    assert len(one["losses"]) == len(two["losses"]) == 2
+    for a, b in zip(one["losses"], two["losses"]):
+        assert abs(a - b) <= RTOL * abs(a), (one["losses"], two["losses"])
+    assert one["losses"][0] != one["losses"][1]  # the second loss saw an update
+    assert abs(one["validation"]["loss"] - two["validation"]["loss"]) <= 1e-3 * one["validation"]["loss"]
+
+
+def test_batch_that_does_not_divide_is_one_line(runs):
+    assert runs["batch_error"] == ("--batch-size 33: must divide evenly across the 2 data-parallel replicas "
+                                   "(global batch = --batch-size); use a multiple of 2")
+
+
+def test_flag_reaches_the_config():
+    import cli
+    from tasks.base import get_task, resolve_config
+    from training.commands import _flags
+
+    args = cli.build_parser().parse_args(["fit", "--task", "classification", "--distribute", "data-parallel"])
+    assert resolve_config(get_task("classification"), None, _flags(args)).distribute == "data-parallel"
+    with pytest.raises(SystemExit):
+        cli.build_parser().parse_args(["fit", "--task", "classification", "--distribute", "model-parallel"])
