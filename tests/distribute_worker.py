@@ -32,7 +32,7 @@ def main(backend: str) -> None:
     task = get_task("classification")
     out, tmp = {}, Path(tempfile.mkdtemp())
     for mode in ("none", "data-parallel"):
-        cfg = resolve_config(task, "debug", {"distribute": mode}, SETS)
+        cfg = resolve_config(task, "debug", {"distribute": mode}, SETS + [f"jit_compile={backend == 'jax'}"])
         result = fit(task, cfg, tmp / mode, verbose=0, evaluate_test=False)
         steps = json.loads((tmp / mode / "steps.json").read_text())
         out[mode] = {"losses": [loss for _, loss in steps["loss"]], "distribution": result.metrics["distribution"],
@@ -43,7 +43,20 @@ def main(backend: str) -> None:
         out["batch_error"] = None
     except UserError as exc:
         out["batch_error"] = str(exc)
+    if backend == "jax":  # model parallelism: the text model's embedding table is split, not copied
+        text = get_task("text_classification")
+        cfg = resolve_config(text, "debug", None, ["num_train=64", "num_val=16", "num_test=8", "vocab_size=2048",
+                                                   "distribute=model-parallel"])
+        result = fit(text, cfg, tmp / "mp", verbose=0, evaluate_test=False)
+        out["model_parallel"] = {"sharded": sorted(v.path for v in result.model.weights if _split(v)),
+                                 "losses": [loss for _, loss in json.loads((tmp / "mp" / "steps.json").read_text())["loss"]]}
     print("RESULT " + json.dumps(out), flush=True)
+
+
+def _split(variable) -> bool:
+    """Whether each device holds only part of the variable (model-parallel), not a copy."""
+    value = variable.value
+    return value.sharding.shard_shape(value.shape) != tuple(value.shape)
 
 
 if __name__ == "__main__":

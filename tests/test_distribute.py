@@ -54,3 +54,21 @@ def test_flag_reaches_the_config():
     assert resolve_config(get_task("classification"), None, _flags(args)).distribute == "data-parallel"
     with pytest.raises(SystemExit):
         cli.build_parser().parse_args(["fit", "--task", "classification", "--distribute", "model-parallel"])
+
+
+@pytest.mark.skipif(BACKEND != "jax", reason="model parallelism is JAX only (TensorFlow: see the next test)")
+def test_model_parallel_splits_big_kernels_and_trains(runs):
+    mp = runs["model_parallel"]
+    assert any(path.endswith("embeddings") for path in mp["sharded"]), mp["sharded"]
+    assert mp["losses"] and all(loss == loss and loss < 100 for loss in mp["losses"])
+
+
+@pytest.mark.skipif(BACKEND != "tensorflow", reason="the TensorFlow refusal")
+def test_model_parallel_on_tensorflow_is_one_line():
+    from errors import UserError
+    from tasks.base import get_task, resolve_config
+    from training import distribute
+
+    cfg = resolve_config(get_task("text_classification"), "debug", None, ["distribute=model-parallel"])
+    with pytest.raises(UserError, match=r"^--set distribute=model-parallel: JAX only"):
+        distribute.plan(cfg)

@@ -89,6 +89,7 @@ def _probe_devices(name: str) -> None:
     hide_accelerators_from_tf()  # before any TensorFlow device is initialised
     if name == "tensorflow":
         _split_tf_cpu(simulated_cpu_devices())
+        _grow_tf_gpu_memory()
     if name == "jax":
         import jax
 
@@ -128,6 +129,18 @@ def _split_tf_cpu(n: int) -> None:
 
     cpu = tf.config.list_physical_devices("CPU")[0]
     tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration() for _ in range(n)])
+
+
+def _grow_tf_gpu_memory() -> None:
+    """A TensorFlow run takes GPU memory as it needs it instead of all of it up front, so other
+    processes on the GPU keep theirs (under JAX, TensorFlow sees no GPU at all: tf.data only)."""
+    import tensorflow as tf
+
+    for gpu in tf.config.list_physical_devices("GPU"):
+        try:
+            tf.config.experimental.set_memory_growth(gpu, True)
+        except (RuntimeError, ValueError):
+            pass  # already initialised (a second select_backend in one process)
 
 
 def library_versions() -> dict:

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import re
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -28,7 +27,9 @@ from errors import UserError
 MODES = ("none", "auto", "data-parallel", "model-parallel")
 FLAG_MODES = ("none", "auto", "data-parallel")  # --distribute; model-parallel is --set distribute=model-parallel
 MODEL_PARALLEL_MIN_SIZE = 2**14  # kernels smaller than this stay replicated (sharding them costs more than it saves)
-MODEL_PARALLEL_PATTERNS = (r".*dense.*/kernel$", r".*embedding.*/embeddings$", r".*(query|key|value|attention_output).*/kernel$")
+# The layout map's one key (Keras refuses a path that matches two): Dense and attention kernels,
+# Embedding tables. Which axis is split follows the variable's shape (`_BigKernelsOnly`).
+MODEL_PARALLEL_PATTERN = r"(dense|query|key|value|attention_output|ffn|intermediate|output)[^/]*/kernel$|embedding[^/]*/embeddings$"
 
 
 @dataclass
@@ -95,6 +96,8 @@ def plan(cfg) -> Plan:
         raise UserError(f"--distribute {mode}: expected one of {', '.join(MODES)}")
     if wanted < 0:
         raise UserError(f"--set replicas={wanted}: expected >= 0 (0 = every local device)")
+    if mode == "model-parallel":
+        ENGINE.check_model_parallel()
     local, platform = ENGINE.local_devices()
     if mode == "auto":
         mode = "data-parallel" if platform != "cpu" and len(local) > 1 else "none"
@@ -134,11 +137,13 @@ class _Jax:
     def data_parallel(self, devices):
         return _EvenOrReplicated(devices=devices).scope()
 
+    def check_model_parallel(self):
+        pass
+
     def model_parallel(self, devices):
         mesh = keras.distribution.DeviceMesh((1, len(devices)), ("batch", "model"), devices=devices)
         layout_map = keras.distribution.LayoutMap(mesh)
-        for pattern in MODEL_PARALLEL_PATTERNS:
-            layout_map[pattern] = (None, "model")
+        layout_map[MODEL_PARALLEL_PATTERN] = (None, "model")
         return _BigKernelsOnly(mesh, layout_map).scope()
 
 
@@ -164,13 +169,21 @@ def _model_parallel_class():
             self._model_axis = mesh.shape[1]
 
         def get_variable_layout(self, variable):
+            """The map's (None, "model") for a big 2-D kernel; for other ranks (attention kernels are
+            3-D) the largest axis the devices divide; small or indivisible ones stay replicated."""
             layout = super().get_variable_layout(variable)
-            sharded = [i for i, axis in enumerate(layout.axes) if axis == "model"]
             shape = tuple(variable.shape)
-            if sharded and (len(shape) != len(layout.axes) or _size(shape) < MODEL_PARALLEL_MIN_SIZE
-                            or any(shape[i] % self._model_axis for i in sharded)):
+            if "model" not in layout.axes or _size(shape) < MODEL_PARALLEL_MIN_SIZE:
                 return keras.distribution.TensorLayout([None] * len(shape), self.device_mesh)
-            return layout
+            axes = [i for i in range(len(shape)) if shape[i] % self._model_axis == 0]
+            if len(shape) == 2 and 1 in axes:
+                axis = 1
+            elif axes:
+                axis = max(axes, key=lambda i: shape[i])
+            else:
+                return keras.distribution.TensorLayout([None] * len(shape), self.device_mesh)
+            return keras.distribution.TensorLayout(["model" if i == axis else None for i in range(len(shape))],
+                                                   self.device_mesh)
 
         def get_data_layout(self, data_shape):
             return keras.distribution.TensorLayout([None] * len(data_shape), self.device_mesh)
@@ -193,11 +206,8 @@ class _TensorFlow:
     def local_devices(self):
         import tensorflow as tf
 
-        for kind in ("TPU", "GPU"):
-            found = tf.config.list_logical_devices(kind)
-            if found:
-                return found, kind.lower()
-        return tf.config.list_logical_devices("CPU"), "cpu"
+        gpus = tf.config.list_logical_devices("GPU")  # TPUs need TPUStrategy: Cloud TPU runs on JAX here
+        return (gpus, "gpu") if gpus else (tf.config.list_logical_devices("CPU"), "cpu")
 
     def data_parallel(self, devices):
         import tensorflow as tf
@@ -207,14 +217,9 @@ class _TensorFlow:
         ops = tf.distribute.ReductionToOneDevice() if devices[0].device_type == "CPU" else None
         return tf.distribute.MirroredStrategy(devices=names, cross_device_ops=ops).scope()
 
-    def model_parallel(self, devices):
+    def check_model_parallel(self):
         raise UserError("--set distribute=model-parallel: JAX only (keras.distribution.ModelParallel); "
                         "run with --backend jax, or use --distribute data-parallel on tensorflow")
-
-
-def _layout_pattern_matches(path: str) -> bool:
-    """Whether a variable path is one the model-parallel layout map shards (tests, README)."""
-    return any(re.fullmatch(p, path) for p in MODEL_PARALLEL_PATTERNS)
 
 
 ENGINE = _Jax() if keras.config.backend() == "jax" else _TensorFlow()
