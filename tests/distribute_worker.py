@@ -44,7 +44,7 @@ def main(backend: str) -> None:
     except UserError as exc:
         out["batch_error"] = str(exc)
     if backend == "jax":  # model parallelism: the text model's embedding table is split, not copied
-        text = get_task("text_classification")
+        text = get_task("text-classification")
         cfg = resolve_config(text, "debug", None, ["num_train=64", "num_val=16", "num_test=8", "vocab_size=2048",
                                                    "distribute=model-parallel"])
         result = fit(text, cfg, tmp / "mp", verbose=0, evaluate_test=False)

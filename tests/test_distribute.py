@@ -13,6 +13,8 @@ import sys
 
 import pytest
 
+from errors import UserError
+
 from conftest import BACKEND, ROOT
 
 RTOL = 1e-4
@@ -69,6 +71,34 @@ def test_model_parallel_on_tensorflow_is_one_line():
     from tasks.base import get_task, resolve_config
     from training import distribute
 
-    cfg = resolve_config(get_task("text_classification"), "debug", None, ["distribute=model-parallel"])
+    cfg = resolve_config(get_task("text-classification"), "debug", None, ["distribute=model-parallel"])
     with pytest.raises(UserError, match=r"^--set distribute=model-parallel: JAX only"):
         distribute.plan(cfg)
+
+
+def _row(tmp_path, name, devices, step_s, losses, initial):
+    run = tmp_path / name
+    run.mkdir()
+    (run / "steps.json").write_text(json.dumps({"step_s": [], "loss": [[i + 1, v] for i, v in enumerate(losses)]}))
+    return {"name": name, "backend": "jax", "jit": True, "devices": devices, "status": "ok", "run_dir": str(run),
+            "step_s": step_s, "examples_per_s": 32 / step_s, "initial_loss": initial}
+
+
+def test_scaling_report_flags_disagreeing_losses_and_says_simulated_devices_share_cores(tmp_path):
+    from training import scaling
+    from training.compare import parse_variants
+
+    rows = [_row(tmp_path, "one", 1, 0.10, [2.0, 1.9, 1.8], 2.1),
+            _row(tmp_path, "two", 2, 0.08, [2.0, 1.9 * (1 + 5e-5), 1.8], 2.1),
+            _row(tmp_path, "four", 4, 0.20, [2.0, 1.95, 1.8], 2.1)]
+    report = scaling.report(rows, simulated=True, cores=2)
+    by = {e["name"]: e for e in report["runs"]}
+    assert by["two"]["speedup"] == pytest.approx(1.25) and by["two"]["efficiency"] == pytest.approx(0.625)
+    assert by["two"]["loss_agreement"]["ok"] and not by["four"]["loss_agreement"]["ok"]
+    assert by["one"]["loss_agreement"]["steps_compared"] == 4  # initial loss + 3 training losses
+    text = scaling.markdown(report)
+    assert "share the same 2 cores, so no speed-up is expected" in text and "DISAGREE" in text
+    assert [v.name for v in parse_variants("tensorflow,jax", "on", "1,2")] == [
+        "tensorflow-jit-off-1dev", "tensorflow-jit-off-2dev", "jax-jit-on-1dev", "jax-jit-on-2dev"]
+    with pytest.raises(UserError, match=r"^--devices 1,x: expected distinct positive replica counts"):
+        parse_variants("jax", "on", "1,x")

@@ -48,7 +48,9 @@ def parse_variants(backends: str, jit: str, devices: str | None = None) -> list[
     if not names or not modes:
         raise UserError("compare: needs at least one backend and one jit mode")
     counts = scaling.parse_devices(devices) or [0]
-    return [Variant(b, m == "on", n) for m in modes for b in names for n in counts]
+    # TensorFlow cannot XLA-compile across tf.distribute replicas: its scaling runs all go without jit.
+    variants = [Variant(b, m == "on" and not (n and b == "tensorflow"), n) for m in modes for b in names for n in counts]
+    return list(dict.fromkeys(variants))
 
 
 def save_initial_weights(task, cfg, path: Path) -> None:
