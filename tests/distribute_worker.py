@@ -45,7 +45,7 @@ def main(backend: str) -> None:
         out["batch_error"] = str(exc)
     if backend == "jax":  # model parallelism: the text model's embedding table is split, not copied
         text = get_task("text-classification")
-        cfg = resolve_config(text, "debug", None, ["num_train=64", "num_val=16", "num_test=8", "vocab_size=2048",
+        cfg = resolve_config(text, "debug", None, ["num_train=64", "num_val=16", "num_test=8", "embedding_dim=256",
                                                    "distribute=model-parallel"])
         result = fit(text, cfg, tmp / "mp", verbose=0, evaluate_test=False)
         out["model_parallel"] = {"sharded": sorted(v.path for v in result.model.weights if _split(v)),

@@ -91,13 +91,16 @@ def test_scaling_report_flags_disagreeing_losses_and_says_simulated_devices_shar
     rows = [_row(tmp_path, "one", 1, 0.10, [2.0, 1.9, 1.8], 2.1),
             _row(tmp_path, "two", 2, 0.08, [2.0, 1.9 * (1 + 5e-5), 1.8], 2.1),
             _row(tmp_path, "four", 4, 0.20, [2.0, 1.95, 1.8], 2.1)]
+    real = {e["name"]: e for e in scaling.report(rows, simulated=False, cores=2)["runs"]}
+    assert real["two"]["speedup"] == pytest.approx(1.25) and real["two"]["efficiency"] == pytest.approx(0.625)
     report = scaling.report(rows, simulated=True, cores=2)
     by = {e["name"]: e for e in report["runs"]}
-    assert by["two"]["speedup"] == pytest.approx(1.25) and by["two"]["efficiency"] == pytest.approx(0.625)
+    assert "speedup" not in by["two"] and by["two"]["step_time_ratio"] == pytest.approx(1.25)
     assert by["two"]["loss_agreement"]["ok"] and not by["four"]["loss_agreement"]["ok"]
     assert by["one"]["loss_agreement"]["steps_compared"] == 4  # initial loss + 3 training losses
     text = scaling.markdown(report)
-    assert "share the same 2 cores, so no speed-up is expected" in text and "DISAGREE" in text
+    assert "share the same 2 cores, so no speed-up is expected and none is reported" in text and "DISAGREE" in text
+    assert "speed-up |" not in text and "efficiency" not in text.split("|---")[0].splitlines()[-1]
     assert [v.name for v in parse_variants("tensorflow,jax", "on", "1,2")] == [
         "tensorflow-jit-off-1dev", "tensorflow-jit-off-2dev", "jax-jit-on-1dev", "jax-jit-on-2dev"]
     with pytest.raises(UserError, match=r"^--devices 1,x: expected distinct positive replica counts"):
