@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -25,7 +26,6 @@ import keras
 from errors import UserError
 
 MODES = ("none", "auto", "data-parallel", "model-parallel")
-FLAG_MODES = ("none", "auto", "data-parallel")  # --distribute; model-parallel is --set distribute=model-parallel
 MODEL_PARALLEL_MIN_SIZE = 2**14  # kernels smaller than this stay replicated (sharding them costs more than it saves)
 # The layout map's one key (Keras refuses a path that matches two): Dense and attention kernels,
 # Embedding tables. Which axis is split follows the variable's shape (`_BigKernelsOnly`).
@@ -51,25 +51,13 @@ class Plan:
         return self._scope()
 
     def adapt(self, cfg):
-        """The config this plan can run: Keras' TF trainer cannot XLA-compile a step that spans
-        tf.distribute replicas (its own jit_compile="auto" turns XLA off there too)."""
-        if self.mode == "data-parallel" and ENGINE.name.startswith("tf.") and cfg.jit_compile:
-            print("note: jit_compile=False under tf.distribute (Keras cannot XLA-compile a step across replicas)",
-                  flush=True)
-            return dataclasses.replace(cfg, jit_compile=False)
-        return cfg
+        """The config this plan can run (the engine may have to change it, and says so)."""
+        return ENGINE.adapt(cfg) if self.mode == "data-parallel" else cfg
 
     def prepare_model(self, model) -> None:
-        """Make the replicas compute what one device would: under tf.distribute each replica's
-        BatchNormalization sees only its slice of the batch unless synchronized (JAX's SPMD step
-        already normalises over the global batch). The saved config stays unsynchronized, so the
-        model loads on either backend."""
-        if self.mode != "data-parallel" or not ENGINE.name.startswith("tf."):
-            return
-        for layer in model._flatten_layers():
-            if isinstance(layer, keras.layers.BatchNormalization) and not layer.synchronized:
-                layer.synchronized = True
-                layer.get_config = _unsynchronized_config(layer.get_config)
+        """Make the replicas compute what one device would (before the first step)."""
+        if self.mode == "data-parallel":
+            ENGINE.prepare_model(model)
 
     def describe(self) -> dict:
         """What metrics.json records under "distribution"."""
@@ -85,7 +73,7 @@ class Plan:
         if self.mode == "model-parallel":
             return f"devices: {where} (model-parallel, big kernels sharded over {len(self.devices)} devices)"
         note = "; simulated CPU devices share the host's cores" if self.simulated else ""
-        return (f"devices: {where} (data-parallel over {self.replicas} replicas: global batch {self.batch_size}, "
+        return (f"devices: {where} (data-parallel over {self.replicas} replica{'s' * (self.replicas > 1)}: global batch {self.batch_size}, "
                 f"{self.batch_size // self.replicas} per replica{note})")
 
 
@@ -140,6 +128,12 @@ class _Jax:
     def check_model_parallel(self):
         pass
 
+    def adapt(self, cfg):
+        return cfg
+
+    def prepare_model(self, model) -> None:
+        """Nothing: the SPMD step already normalises over the global batch, one RNG for all shards."""
+
     def model_parallel(self, devices):
         mesh = keras.distribution.DeviceMesh((1, len(devices)), ("batch", "model"), devices=devices)
         layout_map = keras.distribution.LayoutMap(mesh)
@@ -147,55 +141,42 @@ class _Jax:
         return _BigKernelsOnly(mesh, layout_map).scope()
 
 
-def _data_parallel_class():
-    class EvenOrReplicated(keras.distribution.DataParallel):
-        """DataParallel whose batches that do not divide across the devices (the last validation
-        or predict batch) run replicated on every device instead of failing to shard."""
+class _EvenOrReplicated(keras.distribution.DataParallel):
+    """DataParallel whose batches that do not divide across the devices (the last validation or
+    predict batch) run replicated on every device instead of failing to shard."""
 
-        def get_data_layout(self, data_shape):
-            if data_shape and data_shape[0] % self.device_mesh.shape[0]:
-                return keras.distribution.TensorLayout([None] * len(data_shape), self.device_mesh)
-            return super().get_data_layout(data_shape)
-
-    return EvenOrReplicated
-
-
-def _model_parallel_class():
-    class BigKernelsOnly(keras.distribution.ModelParallel):
-        """ModelParallel over a layout map, keeping small or indivisible kernels replicated."""
-
-        def __init__(self, mesh, layout_map):
-            super().__init__(layout_map=layout_map, batch_dim_name="batch")
-            self._model_axis = mesh.shape[1]
-
-        def get_variable_layout(self, variable):
-            """The map's (None, "model") for a big 2-D kernel; for other ranks (attention kernels are
-            3-D) the largest axis the devices divide; small or indivisible ones stay replicated."""
-            layout = super().get_variable_layout(variable)
-            shape = tuple(variable.shape)
-            if "model" not in layout.axes or _size(shape) < MODEL_PARALLEL_MIN_SIZE:
-                return keras.distribution.TensorLayout([None] * len(shape), self.device_mesh)
-            axes = [i for i in range(len(shape)) if shape[i] % self._model_axis == 0]
-            if len(shape) == 2 and 1 in axes:
-                axis = 1
-            elif axes:
-                axis = max(axes, key=lambda i: shape[i])
-            else:
-                return keras.distribution.TensorLayout([None] * len(shape), self.device_mesh)
-            return keras.distribution.TensorLayout(["model" if i == axis else None for i in range(len(shape))],
-                                                   self.device_mesh)
-
-        def get_data_layout(self, data_shape):
+    def get_data_layout(self, data_shape):
+        if data_shape and data_shape[0] % self.device_mesh.shape[0]:
             return keras.distribution.TensorLayout([None] * len(data_shape), self.device_mesh)
+        return super().get_data_layout(data_shape)
 
-    return BigKernelsOnly
 
+class _BigKernelsOnly(keras.distribution.ModelParallel):
+    """ModelParallel over a layout map, keeping small or indivisible kernels replicated."""
 
-def _size(shape) -> int:
-    out = 1
-    for d in shape:
-        out *= d
-    return out
+    def __init__(self, mesh, layout_map):
+        super().__init__(layout_map=layout_map, batch_dim_name="batch")
+        self._model_axis = mesh.shape[1]
+
+    def get_variable_layout(self, variable):
+        """The map's (None, "model") for a big 2-D kernel; for other ranks (attention kernels are
+        3-D) the largest axis the devices divide; small or indivisible ones stay replicated."""
+        layout = super().get_variable_layout(variable)
+        shape = tuple(variable.shape)
+        if "model" not in layout.axes or math.prod(shape) < MODEL_PARALLEL_MIN_SIZE:
+            return keras.distribution.TensorLayout([None] * len(shape), self.device_mesh)
+        axes = [i for i in range(len(shape)) if shape[i] % self._model_axis == 0]
+        if len(shape) == 2 and 1 in axes:
+            axis = 1
+        elif axes:
+            axis = max(axes, key=lambda i: shape[i])
+        else:
+            return keras.distribution.TensorLayout([None] * len(shape), self.device_mesh)
+        return keras.distribution.TensorLayout(["model" if i == axis else None for i in range(len(shape))],
+                                               self.device_mesh)
+
+    def get_data_layout(self, data_shape):
+        return keras.distribution.TensorLayout([None] * len(data_shape), self.device_mesh)
 
 
 class _TensorFlow:
@@ -217,12 +198,27 @@ class _TensorFlow:
         ops = tf.distribute.ReductionToOneDevice() if devices[0].device_type == "CPU" else None
         return tf.distribute.MirroredStrategy(devices=names, cross_device_ops=ops).scope()
 
+    def adapt(self, cfg):
+        """Keras' TF trainer cannot XLA-compile a step that spans tf.distribute replicas (its own
+        jit_compile="auto" turns XLA off there too)."""
+        if not cfg.jit_compile:
+            return cfg
+        print("note: jit_compile=False under tf.distribute (Keras cannot XLA-compile a step across replicas)",
+              flush=True)
+        return dataclasses.replace(cfg, jit_compile=False)
+
+    def prepare_model(self, model) -> None:
+        """Under tf.distribute each replica's BatchNormalization sees only its slice of the batch
+        unless synchronized: synchronise them for the run, as one device would normalise. The saved
+        config stays unsynchronized, so model.keras loads on either backend."""
+        for layer in model._flatten_layers():
+            if isinstance(layer, keras.layers.BatchNormalization) and not layer.synchronized:
+                layer.synchronized = True
+                layer.get_config = _unsynchronized_config(layer.get_config)
+
     def check_model_parallel(self):
         raise UserError("--set distribute=model-parallel: JAX only (keras.distribution.ModelParallel); "
                         "run with --backend jax, or use --distribute data-parallel on tensorflow")
 
 
 ENGINE = _Jax() if keras.config.backend() == "jax" else _TensorFlow()
-if keras.config.backend() == "jax":
-    _EvenOrReplicated = _data_parallel_class()
-    _BigKernelsOnly = _model_parallel_class()
