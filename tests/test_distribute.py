@@ -50,10 +50,12 @@ def test_batch_that_does_not_divide_is_one_line(runs):
 def test_flag_reaches_the_config():
     import cli
     from tasks.base import get_task, resolve_config
-    from training.commands import _flags
+    from training.commands import _fit_args, _flags
 
     args = cli.build_parser().parse_args(["fit", "--task", "classification", "--distribute", "data-parallel"])
     assert resolve_config(get_task("classification"), None, _flags(args)).distribute == "data-parallel"
+    compare = cli.build_parser().parse_args(["compare", "--task", "classification", "--distribute", "auto"])
+    assert _fit_args(compare)[-2:] == ["--distribute", "auto"]  # every compared run gets it
     with pytest.raises(SystemExit):
         cli.build_parser().parse_args(["fit", "--task", "classification", "--distribute", "model-parallel"])
 

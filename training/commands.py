@@ -250,7 +250,7 @@ def _fit_args(args) -> list[str]:
     """The fit flags given to compare, passed on verbatim to every run."""
     out = ["--task", args.task]
     for flag, value in (("--data", args.data), ("--epochs", args.epochs), ("--batch-size", args.batch_size),
-                        ("--preset", args.preset), ("--seed", args.seed)):
+                        ("--preset", args.preset), ("--seed", args.seed), ("--distribute", args.distribute)):
         if value is not None:
             out += [flag, str(value)]
     for pair in args.set:
