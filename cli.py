@@ -78,6 +78,9 @@ def _fit_flags(p: argparse.ArgumentParser) -> None:
                    help="override a config key (Python literal; repeatable). Example: --set model=resnet --set learning_rate=1e-3")
     p.add_argument("--no-jit", action="store_true", help="do not XLA-compile the train step (for comparison)")
     p.add_argument("--seed", type=int, help="random seed for data order, augmentation and init. Example: --seed 1")
+    p.add_argument("--distribute", choices=("none", "auto", "data-parallel"),
+                   help="devices: none (one), auto (data-parallel over several local accelerators), data-parallel "
+                        "(every local device; --set replicas=N for N); --batch-size is the global batch. Example: --distribute auto")
     p.add_argument("--log-root", default=LOG_ROOT, help="root of default run directories (default: tensorboard_logs)")
 
 
@@ -122,6 +125,8 @@ def build_parser() -> argparse.ArgumentParser:
     _fit_flags(p)
     p.add_argument("--backends", default="tensorflow,jax", help="comma-separated backends (default tensorflow,jax)")
     p.add_argument("--jit", default="on", help="on, off or on,off: XLA-compiled train step or not (default on)")
+    p.add_argument("--devices", help="scaling report: one data-parallel run per replica count, same global batch "
+                   "(simulated CPU devices without accelerators). Example: --devices 1,2,4")
     p.add_argument("--out", help="report folder (default: tensorboard_logs/compare/<task>/<time>)")
 
     p = sub.add_parser("tune", help="hyperparameter search (Optuna): trials of fit, pruned early, best config as --set flags",

@@ -56,6 +56,11 @@ class TrainConfig:
                                                                  "(1-based) into RUN_DIR/train/plugins/profile (TensorBoard's Profile tab)"})
     compile_cache: str = field(default="default", metadata={"help": "persistent XLA compilation cache folder: default "
                                                           "(~/.cache/keras-baselines/xla), off, or a path"})
+    distribute: str = field(default="none", metadata={
+        "choices": ("none", "auto", "data-parallel", "model-parallel"),
+        "help": "devices for one run (training/distribute.py): auto = data-parallel over several local accelerators; "
+                "model-parallel is JAX only"})
+    replicas: int = field(default=0, metadata={"help": "devices a distributed run uses (0 = every local device)"})
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

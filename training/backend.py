@@ -36,6 +36,7 @@ def select_backend(name: str, verbose: bool = False) -> str:
     hide = not wants_start_up_logs(verbose)
     if not verbose:
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    simulate_cpu_devices_before_import(name)
     with start_up_logs_hidden(hide):
         import keras
 
@@ -86,6 +87,9 @@ def _probe_devices(name: str) -> None:
     from pipelines.stream import hide_accelerators_from_tf  # imports TensorFlow (tf.data) on every backend
 
     hide_accelerators_from_tf()  # before any TensorFlow device is initialised
+    if name == "tensorflow":
+        _split_tf_cpu(simulated_cpu_devices())
+        _grow_tf_gpu_memory()
     if name == "jax":
         import jax
 
@@ -94,6 +98,49 @@ def _probe_devices(name: str) -> None:
         import tensorflow as tf
 
         tf.config.list_physical_devices()
+
+
+SIMULATED_CPU_DEVICES = "KERAS_BASELINES_CPU_DEVICES"  # N: split the host CPU into N devices (tests, compare)
+
+
+def simulated_cpu_devices() -> int:
+    raw = os.environ.get(SIMULATED_CPU_DEVICES, "")
+    if not raw:
+        return 0
+    if not raw.isdigit() or int(raw) < 1:
+        raise UserError(f"{SIMULATED_CPU_DEVICES}={raw}: expected a positive int (CPU devices to simulate)")
+    return int(raw)
+
+
+def simulate_cpu_devices_before_import(name: str) -> None:
+    """$KERAS_BASELINES_CPU_DEVICES=N: N CPU devices for distributed runs without accelerators.
+    JAX reads XLA_FLAGS when it starts its CPU client, so this must precede importing keras."""
+    n = simulated_cpu_devices()
+    if n and name == "jax":
+        flags = [f for f in os.environ.get("XLA_FLAGS", "").split() if not f.startswith("--xla_force_host_platform_device_count")]
+        os.environ["XLA_FLAGS"] = " ".join(flags + [f"--xla_force_host_platform_device_count={n}"])
+
+
+def _split_tf_cpu(n: int) -> None:
+    """TensorFlow: N logical CPU devices, configured before its runtime initialises."""
+    if n < 2:
+        return
+    import tensorflow as tf
+
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration() for _ in range(n)])
+
+
+def _grow_tf_gpu_memory() -> None:
+    """A TensorFlow run takes GPU memory as it needs it instead of all of it up front, so other
+    processes on the GPU keep theirs (under JAX, TensorFlow sees no GPU at all: tf.data only)."""
+    import tensorflow as tf
+
+    for gpu in tf.config.list_physical_devices("GPU"):
+        try:
+            tf.config.experimental.set_memory_growth(gpu, True)
+        except (RuntimeError, ValueError):
+            pass  # already initialised (a second select_backend in one process)
 
 
 def library_versions() -> dict:

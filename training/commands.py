@@ -48,7 +48,7 @@ def cmd_tasks(args, start: Start) -> int:
     return 0
 
 
-FLAG_KEYS = {"data": "data", "epochs": "epochs", "batch_size": "batch_size", "seed": "seed"}
+FLAG_KEYS = {"data": "data", "epochs": "epochs", "batch_size": "batch_size", "seed": "seed", "distribute": "distribute"}
 
 
 def _flags(args) -> dict:
@@ -276,7 +276,7 @@ def _fit_args(args) -> list[str]:
     """The fit flags given to compare, passed on verbatim to every run."""
     out = ["--task", args.task]
     for flag, value in (("--data", args.data), ("--epochs", args.epochs), ("--batch-size", args.batch_size),
-                        ("--preset", args.preset), ("--seed", args.seed)):
+                        ("--preset", args.preset), ("--seed", args.seed), ("--distribute", args.distribute)):
         if value is not None:
             out += [flag, str(value)]
     for pair in args.set:
@@ -293,7 +293,7 @@ def cmd_compare(args, start: Start) -> int:
         raise UserError("compare: use --jit off (or on,off) instead of --no-jit")
     task = get_task(args.task)
     cfg = resolve_config(task, args.preset, _flags(args), args.set)  # validates everything up front
-    variants = parse_variants(args.backends, args.jit)
+    variants = parse_variants(args.backends, args.jit, args.devices)
     out = Path(args.out) if args.out else Path(args.log_root) / "compare" / task.name / time.strftime("%Y%m%d-%H%M%S")
     start()  # this process builds the initial weights every run starts from
     report = compare(task, cfg, _fit_args(args), variants, out)

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from errors import UserError
 from training import backend as backend_mod
-from training import rundir
+from training import rundir, scaling
 
 INITIAL_LOSS_RTOL = 1e-3  # float32 forward passes on two backends agree far better than this
 CLI = Path(__file__).resolve().parents[1] / "cli.py"
@@ -29,13 +29,14 @@ CLI = Path(__file__).resolve().parents[1] / "cli.py"
 class Variant:
     backend: str
     jit: bool
+    devices: int = 0  # data-parallel replicas (compare --devices); 0 = as the fit flags say
 
     @property
     def name(self) -> str:
-        return f"{self.backend}-jit-{'on' if self.jit else 'off'}"
+        return f"{self.backend}-jit-{'on' if self.jit else 'off'}" + (f"-{self.devices}dev" if self.devices else "")
 
 
-def parse_variants(backends: str, jit: str) -> list[Variant]:
+def parse_variants(backends: str, jit: str, devices: str | None = None) -> list[Variant]:
     names = [b.strip() for b in backends.split(",") if b.strip()]
     for b in names:
         if b not in backend_mod.BACKENDS:
@@ -46,7 +47,10 @@ def parse_variants(backends: str, jit: str) -> list[Variant]:
             raise UserError(f"--jit {jit}: expected on, off or on,off")
     if not names or not modes:
         raise UserError("compare: needs at least one backend and one jit mode")
-    return [Variant(b, m == "on") for m in modes for b in names]
+    counts = scaling.parse_devices(devices) or [0]
+    # TensorFlow cannot XLA-compile across tf.distribute replicas: its scaling runs all go without jit.
+    variants = [Variant(b, m == "on" and not (n and b == "tensorflow"), n) for m in modes for b in names for n in counts]
+    return list(dict.fromkeys(variants))
 
 
 def save_initial_weights(task, cfg, path: Path) -> None:
@@ -62,14 +66,15 @@ def save_initial_weights(task, cfg, path: Path) -> None:
 def run_variant(variant: Variant, fit_args: list[str], out_dir: Path, init: Path, log: Path) -> dict:
     run_dir = out_dir / variant.name
     cmd = [sys.executable, str(CLI), "--backend", variant.backend, "fit", *fit_args, "--run-dir", str(run_dir),
-           "--init-weights", str(init), "--quiet"] + ([] if variant.jit else ["--no-jit"])
+           "--init-weights", str(init), "--quiet"] + ([] if variant.jit else ["--no-jit"]) + \
+        (scaling.fit_args(variant.devices) if variant.devices else [])
     printable = "python cli.py " + shlex.join(cmd[2:])
     print(f"\n=== {variant.name}: {printable}", flush=True)
     start = time.perf_counter()
     with open(log, "w") as f:
         proc = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT, text=True)
     wall = time.perf_counter() - start
-    row = {"name": variant.name, "backend": variant.backend, "jit": variant.jit, "command": printable,
+    row = {"name": variant.name, "backend": variant.backend, "jit": variant.jit, "devices": variant.devices, "command": printable,
            "run_dir": str(run_dir), "log": str(log), "process_wall_s": wall, "returncode": proc.returncode}
     metrics_path = run_dir / rundir.METRICS
     if proc.returncode != 0 or not metrics_path.exists():
@@ -163,6 +168,7 @@ def compare(task, cfg, fit_args: list[str], variants: list[Variant], out_dir: Pa
     out_dir = rundir.prepare_run_dir(out_dir)
     init = out_dir / "initial.weights.h5"
     save_initial_weights(task, cfg, init)
+    simulated = _provide_devices(variants)
     rows = [run_variant(v, fit_args, out_dir, init, out_dir / f"{v.name}.log") for v in variants]
     agreement = check_initial_losses(rows)
     report = {
@@ -172,18 +178,33 @@ def compare(task, cfg, fit_args: list[str], variants: list[Variant], out_dir: Pa
         "step_time_definition": "median wall time between consecutive training-step ends with the loss fetched "
                                 "each step; excludes the first step of the run (compile_s) and of each epoch",
     }
+    if simulated is not None:
+        report["scaling"] = scaling.report(rows, simulated, report["machine"].get("cores"))
     rundir.write_json(out_dir / "report.json", report)
     table = markdown_table(rows)
-    (out_dir / "report.md").write_text(_markdown(report, table))
+    (out_dir / "report.md").write_text(_markdown(report, table) + (scaling.markdown(report["scaling"]) if simulated is not None else ""))
     if any(r.get("status") == "ok" for r in rows):
         plot(rows, out_dir / "report.png")
     print("\n" + table)
+    if simulated is not None:
+        print("\n" + scaling.markdown(report["scaling"]))
     if not agreement["ok"]:
         print(f"\nWARNING: initial losses DISAGREE across runs (max relative difference "
               f"{agreement['max_rel_diff']:.2e} > {INITIAL_LOSS_RTOL:g}): {agreement['losses']}", flush=True)
     print(f"\nreport:      {out_dir / 'report.md'}\njson:        {out_dir / 'report.json'}\n"
           f"plot:        {out_dir / 'report.png'}\ntensorboard: python cli.py tensorboard --logdir {out_dir}")
     return report
+
+
+def _provide_devices(variants: list[Variant]) -> bool | None:
+    """For --devices: whether the replicas are simulated CPU devices (None without --devices)."""
+    counts = [v.devices for v in variants if v.devices]
+    if not counts:
+        return None
+    from training import distribute  # keras: this process's backend has started
+
+    local, platform = distribute.ENGINE.local_devices()
+    return scaling.provide_devices(counts, platform, len(local))
 
 
 def _markdown(report: dict, table: str) -> str:

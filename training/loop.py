@@ -19,7 +19,7 @@ from pipelines import DataInfo, stream
 from pipelines.data import data_info_from_dict
 from tasks.base import Task, config_from_dict
 from training import backend as backend_mod
-from training import checkpoints, compile_cache, finetune, profiling, rundir
+from training import checkpoints, compile_cache, distribute, finetune, profiling, rundir
 from training.callbacks import Checkpointer, EarlyStopping, Guard, SplitMetricsCallback, StepTimer, TensorBoardLogger
 from training.directions import logged_directions, resolve_best_metric
 
@@ -247,8 +247,18 @@ def load_checked_weights(model, path: Path, flag: str, with_optimizer: bool) -> 
         raise UserError(f"{flag} {path}: cannot be loaded into this model ({str(exc).splitlines()[0][:160]})") from None
 
 
-def fit(task: Task, cfg, run_dir: Path, *, resume: bool | dict = False, initial_weights: Path | None = None,
-        verbose="auto", extra_callbacks: Sequence = (), evaluate_test: bool = True) -> FitResult:
+def fit(task: Task, cfg, run_dir: Path, **options) -> FitResult:
+    """`_fit_on` the devices `cfg.distribute` asks for: the whole run (building, compiling, restoring,
+    training, evaluating, saving) inside the distribution engine's scope (training/distribute.py)."""
+    plan = distribute.plan(cfg)
+    print(plan.summary_line(), flush=True)
+    with plan.scope():
+        return _fit_on(plan, task, plan.adapt(cfg), run_dir, **options)
+
+
+def _fit_on(plan: distribute.Plan, task: Task, cfg, run_dir: Path, *, resume: bool | dict = False,
+            initial_weights: Path | None = None, verbose="auto", extra_callbacks: Sequence = (),
+            evaluate_test: bool = True) -> FitResult:
     """Train `task` with `cfg`, writing the run directory contract into `run_dir`.
 
     `resume` is True (continue from the newest intact checkpoint) or that checkpoint's record
@@ -268,6 +278,7 @@ def fit(task: Task, cfg, run_dir: Path, *, resume: bool | dict = False, initial_
     steps = stream.steps_per_epoch(info.num_train, cfg.batch_size)
     check_steps_per_execution(cfg, steps)
     model, compiled_metrics = build_and_compile(task, cfg, info, steps * cfg.epochs)
+    plan.prepare_model(model)
     best_metric, minimise = best_metric_of(task, cfg, model, compiled_metrics)
 
     state, history, initial_loss = None, [], None
@@ -356,6 +367,7 @@ def fit(task: Task, cfg, run_dir: Path, *, resume: bool | dict = False, initial_
     metrics["early_stopped"] = stopper.stopped
     metrics["compile"] = cache_watch.summary(timer.compile_s)
     metrics["profile"] = profiling.traces(run_dir) or None
+    metrics["distribution"] = plan.describe()
     rundir.write_json(run_dir / rundir.METRICS, metrics)
     rundir.write_json(run_dir / STEPS, {"step_s": timer.step_times, "loss": timer.losses})
     return FitResult(run_dir, metrics, model)
