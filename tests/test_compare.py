@@ -31,21 +31,50 @@ def _expected_initial_loss(out):
     return _initial_loss(model, data, cfg)
 
 
-def test_report_holds_every_field_and_runs_start_from_the_same_weights(cli, tmp_path, capsys):
+@pytest.fixture(scope="module")
+def compared(tmp_path_factory):
+    """One compare (a report shared by the tests below) through a wrapper CLI that fails every jit-off
+    run at once: the jit-on runs are real fits, the others show how a crashed run is reported.
+    The TensorFlow suite compares both backends; the JAX suite trains on TensorFlow from JAX-built weights."""
+    import cli
+    from training import compare
+
+    root = tmp_path_factory.mktemp("compare")
+    fake = root / "cli_failing_no_jit.py"
+    fake.write_text(
+        "import runpy, sys\n"
+        f"sys.path.insert(0, {str(ROOT)!r})\n"
+        "if '--no-jit' in sys.argv:\n"
+        "    print('error: simulated crash of the jit-off run', file=sys.stderr); sys.exit(1)\n"
+        f"sys.argv[0] = {str(ROOT / 'cli.py')!r}\n"
+        f"runpy.run_path({str(ROOT / 'cli.py')!r}, run_name='__main__')\n")
     backends = "tensorflow,jax" if BACKEND == "tensorflow" else "tensorflow"
-    out = tmp_path / "cmp"
-    assert cli("compare", *TINY, "--backends", backends, "--out", out) == 0
-    printed = capsys.readouterr().out
+    out = root / "cmp"
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(compare, "CLI", fake)
+        patch.chdir(root)
+        import io
+        from contextlib import redirect_stdout
+
+        printed = io.StringIO()
+        with redirect_stdout(printed):
+            code = cli.main(["compare", *TINY, "--backends", backends, "--jit", "on,off", "--out", str(out)])
+    assert code == 0, printed.getvalue()[-2000:]
+    return out, backends.split(","), printed.getvalue()
+
+
+def test_report_holds_every_field_and_runs_start_from_the_same_weights(compared):
+    out, backends, printed = compared
     report = _report(out)
     names = [r["name"] for r in report["runs"]]
-    assert names == [f"{b}-jit-on" for b in backends.split(",")]
+    assert names == [f"{b}-jit-{mode}" for mode in ("on", "off") for b in backends]
     for name in names:
         assert name in printed
     for key in ("task", "config", "machine", "versions", "initial_loss_agreement", "runs", "step_time_definition"):
         assert key in report
     assert report["machine"]["cores"] >= 1 and report["machine"]["cpu"]
     expected = _expected_initial_loss(out)
-    for run in report["runs"]:
+    for run in (r for r in report["runs"] if r["jit"]):
         assert run["status"] == "ok", run.get("error")
         assert run["backend_ran"] == run["backend"]
         for key in ("first_loss", "initial_loss", "compile_s", "step_s", "step_s_p10", "step_s_p90",
@@ -65,27 +94,16 @@ def test_report_holds_every_field_and_runs_start_from_the_same_weights(cli, tmp_
     assert (out / "report.png").stat().st_size > 10_000
 
 
-def test_a_crashed_run_is_reported_not_fatal(cli, tmp_path, monkeypatch, capsys):
-    """A wrapper CLI fails the jax run; the tensorflow run and the report survive."""
-    from training import compare
-
-    fake = tmp_path / "cli_failing_jax.py"
-    fake.write_text(
-        "import runpy, sys\n"
-        f"sys.path.insert(0, {str(ROOT)!r})\n"
-        "if sys.argv[sys.argv.index('--backend') + 1] == 'jax':\n"
-        "    print('error: simulated crash of the jax run', file=sys.stderr); sys.exit(1)\n"
-        f"sys.argv[0] = {str(ROOT / 'cli.py')!r}\n"
-        f"runpy.run_path({str(ROOT / 'cli.py')!r}, run_name='__main__')\n")
-    monkeypatch.setattr(compare, "CLI", fake)
-    out = tmp_path / "cmp"
-    assert cli("compare", *TINY, "--backends", "jax,tensorflow", "--out", out) == 0
+def test_a_crashed_run_is_reported_not_fatal(compared):
+    """The wrapper CLI failed the jit-off runs; the real runs and the report survive."""
+    out, backends, printed = compared
     runs = {r["name"]: r for r in _report(out)["runs"]}
-    assert runs["jax-jit-on"]["status"] == "failed"
-    assert runs["jax-jit-on"]["error"] == "error: simulated crash of the jax run"
-    assert runs["tensorflow-jit-on"]["status"] == "ok"
-    assert "FAILED: error: simulated crash of the jax run" in (out / "report.md").read_text()
-    assert "FAILED" in capsys.readouterr().out
+    for backend in backends:
+        assert runs[f"{backend}-jit-off"]["status"] == "failed"
+        assert runs[f"{backend}-jit-off"]["error"] == "error: simulated crash of the jit-off run"
+        assert runs[f"{backend}-jit-on"]["status"] == "ok"
+    assert "FAILED: error: simulated crash of the jit-off run" in (out / "report.md").read_text()
+    assert "FAILED" in printed
 
 
 def test_variants_and_their_errors():

@@ -7,6 +7,7 @@ import keras
 import numpy as np
 import pytest
 
+from conftest import FAST_JIT
 from errors import UserError
 from pipelines import splits as split_rules
 from tasks.base import get_task, resolve_config
@@ -53,7 +54,8 @@ def split_folder_runs(tmp_path_factory):
     runs = {}
     for name in ("clean", "flipped"):
         cfg = resolve_config(task, "debug", sets=[f"data={root / name}", "epochs=3", "image_size=24",
-                                                 "val_fraction=0.25", "augment=false", "batch_size=12"])
+                                                 "val_fraction=0.25", "augment=false", "batch_size=12",
+                                                 FAST_JIT])
         runs[name] = fit(task, cfg, root / f"run-{name}", verbose=0)
     return root, runs
 
