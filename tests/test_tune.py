@@ -36,7 +36,7 @@ def test_space_dimensions_take_the_fields_types(cfg):
 
 
 @pytest.mark.parametrize("spec, message", [
-    ("widht=int(8,64)", "unknown config key 'widht'; valid keys: augment, batch_size"),
+    ("widht=int(8,64)", "unknown config key 'widht'; valid keys: augment, backbone, backbone_lr_scale, batch_size"),
     ("width=uniform(8,64)", "width is a int field; uniform(...) draws floats; use int(lo,hi) or choice(...)"),
     ("dropout=int(0,1)", "dropout is a float field; int(...) draws ints; use loguniform/uniform(lo,hi)"),
     ("model=choice(cnn,vgg)", "--set model='vgg': expected one of cnn, resnet"),
